@@ -1,0 +1,1 @@
+"""Data: QA records and their readers (``records``), chat formatting and label masking (``chat``)."""
