@@ -1,0 +1,57 @@
+"""Helpers shared by CLI commands: YAML config files whose values flags override, and option parsing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import typer
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+CONFIG_OPTION = typer.Option(None, "--config", help="YAML file holding any option of this command; flags given on the command line override it.")
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict (keys may use - or _)."""
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option names to values")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(model: type[M], ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> M:
+    """Validate options into ``model``: defaults < YAML file < flags given on the command line."""
+    merged: dict[str, Any] = {}
+    file_values = load_yaml(config) if config else {}
+    unknown = set(file_values) - set(model.model_fields)
+    if unknown:
+        raise ConfigError(f"{config}: unknown option(s) {', '.join(sorted(unknown))}")
+    for name, value in values.items():
+        if name not in model.model_fields:
+            continue
+        source = ctx.get_parameter_source(name)
+        from_cli = source is not None and source not in (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
+        if from_cli or name not in file_values:
+            if value is not None or from_cli:
+                merged[name] = value
+    for name, value in file_values.items():
+        src = ctx.get_parameter_source(name) if name in values else None
+        if src in (None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP):
+            merged[name] = value
+    try:
+        return model(**merged)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(x) for x in err["loc"]) or "option"
+        raise ConfigError(f"--{field.replace('_', '-')}: {err['msg']}") from e
