@@ -1,0 +1,67 @@
+"""The built-in retain anchor: general questions answered by the base model itself.
+
+Users rarely hold a retain set. Without one, SFT on refusals teaches the model to refuse everything
+(measured: 92% of TOFU retain questions refused after 2 epochs). Mixing in the base model's own greedy
+answers to unrelated questions keeps its behaviour elsewhere. The answers are generated once per model
+and cached under ``$ULMR_CACHE/anchors``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+
+from .atomic import read_jsonl_tolerant, write_jsonl
+from .data.chat import ChatFormat
+from .data.records import QARecord
+from .eval.engines import generate
+from .paths import cache_dir, resources_dir
+
+log = logging.getLogger(__name__)
+
+ANCHOR_FILE = "anchor_questions.txt"
+
+
+def anchor_questions() -> list[str]:
+    """The built-in general questions (one per line in resources/anchor_questions.txt)."""
+    text = (resources_dir() / ANCHOR_FILE).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """A short key for a model directory: its config plus weight file names, sizes and mtimes."""
+    model_dir = Path(model_dir)
+    h = hashlib.sha256()
+    for f in sorted(model_dir.glob("*.json")) + sorted(model_dir.glob("*.safetensors")):
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def _trim_to_sentence(text: str) -> str:
+    """Cut a length-limited generation back to its last complete sentence, so the anchor does not
+    teach the model to stop mid-sentence."""
+    m = list(re.finditer(r"[.!?](\s|$)", text))
+    return text[: m[-1].end()].strip() if m else text.strip()
+
+
+def anchor_set(model, tokenizer, model_dir: str | Path, max_new_tokens: int = 64, batch_size: int = 32) -> list[QARecord]:
+    """Base-model answers to the built-in questions, generated once per model and cached."""
+    questions = anchor_questions()
+    key = hashlib.sha256(("\n".join(questions) + f"|{max_new_tokens}").encode()).hexdigest()[:8]
+    path = cache_dir() / "anchors" / f"{model_fingerprint(model_dir)}-{key}.jsonl"
+    rows = read_jsonl_tolerant(path)
+    if len(rows) == len(questions):
+        log.info("retain anchor: %d built-in questions with the base model's cached answers (%s)", len(rows), path)
+    else:
+        fmt = ChatFormat(tokenizer)
+        answers = generate(
+            model, tokenizer, [fmt.prompt_ids(q) for q in questions], max_new_tokens=max_new_tokens,
+            batch_size=batch_size, description="anchor answers",
+        )
+        rows = [{"question": q, "answer": _trim_to_sentence(a)} for q, a in zip(questions, answers)]
+        write_jsonl(path, rows)
+        log.info("retain anchor: generated the base model's answers to %d built-in questions (cached in %s)", len(rows), path)
+    return [QARecord(r["question"], r["answer"]) for r in rows if r["answer"]]

@@ -1,0 +1,37 @@
+"""The Python API: the same entry points as the CLI, as plain functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def unlearn(model: str = "smollm2-135m", forget: str | Path = "", out: str | Path = "", **options: Any):
+    """Unlearn ``forget`` from ``model`` and save the result to ``out``; options as in ``ulmr unlearn``.
+
+    >>> ulmr.unlearn("smollm2-135m", "forget.jsonl", "out/u1", alpha=0.5, epochs=3)
+    """
+    from .config import UnlearnConfig
+    from .errors import ConfigError
+    from .pipeline import unlearn as run
+    from pydantic import ValidationError
+
+    try:
+        cfg = UnlearnConfig(model=model, forget=str(forget), out=Path(out), **options)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from e
+    return run(cfg)
+
+
+def evaluate(model: str, forget: str | Path, retain: list[str | Path] | None = None, **options: Any) -> dict:
+    """ROUGE-L recall, probability (and truth ratio / over-refusal where applicable) on QA files."""
+    from .data.records import load_qa
+    from .eval.qa import evaluate_qa
+    from .models import load
+
+    m, tok = load(model)
+    sets = {"forget": load_qa(forget)}
+    for i, r in enumerate(retain or []):
+        sets[f"retain{i if i else ''}"] = load_qa(r)
+    return evaluate_qa(m, tok, sets, **options)

@@ -1,0 +1,153 @@
+"""``ulmr unlearn`` (all stages) and the stage commands ``generate``, ``train`` and ``merge``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..progress import console
+from .common import CONFIG_OPTION, build_config
+
+# Options shared by unlearn and its stages, defined once.
+MODEL = typer.Option("smollm2-135m", "--model", "-m", help="Hugging Face id, local HF directory, .gguf file, or 'smollm2-135m' (embedded).")
+FORGET = typer.Option(..., "--forget", "-f", help="Forget set: .json/.jsonl/.csv file or hub dataset id (name[:config]).")
+QFIELD = typer.Option("question", help="Name of the question column.")
+AFIELD = typer.Option("answer", help="Name of the answer column.")
+RETAIN = typer.Option(None, "--retain", "-r", help="Retain set (same formats); mixed into training with its true answers.")
+ANCHOR = typer.Option("builtin", help="Without --retain: 'builtin' (general questions answered by the base model) or 'none' (the paper's exact recipe).")
+METHOD = typer.Option("ulmr", help="Unlearning method: ulmr, ga, graddiff, kl, dpo, npo, retrain.")
+REWRITES = typer.Option(2, "--num-rewrites", "-k", help="Rewrites per instruction (the paper: 2).")
+MODE = typer.Option("refusal", help="Negative responses: 'refusal' or 'counterfactual' (plausible but wrong).")
+REWRITE_PROMPT = typer.Option("rewrite", help="Rewrite prompt: built-in name or path to a YAML prompt file.")
+NEG_PROMPT = typer.Option(None, help="Negative prompt: built-in name or YAML path (default: by --mode).")
+BACKEND = typer.Option("local", help="Generator backend: 'local' (batched generate) or 'openai' (any OpenAI-compatible server).")
+GENERATOR = typer.Option(None, help="Local generator model (default: the model being unlearned, as in the paper).")
+OAI_URL = typer.Option(None, help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
+OAI_MODEL = typer.Option(None, help="Model name to request from the OpenAI-compatible server.")
+KEY_ENV = typer.Option("OPENAI_API_KEY", help="Environment variable holding the API key (never logged or saved).")
+TEMP = typer.Option(0.7, help="Sampling temperature of the generator (0 = greedy).")
+GEN_TOKENS = typer.Option(64, help="Max new tokens per generated rewrite or negative response.")
+GEN_BS = typer.Option(32, help="Generation batch size (local backend).")
+ALPHA = typer.Option(None, help="Averaging weight a in p_u = a*p_f + (1-a)*p_base (0 < a <= 1); default 0.5 for ulmr, no averaging for other methods.")
+EXTRAP = typer.Option(False, help="Allow a > 1 (task-vector extrapolation).")
+EPOCHS = typer.Option(3.0, help="Training epochs.")
+LR = typer.Option(None, help="Learning rate (default: the method's).")
+BS = typer.Option(4, help="Per-device batch size.")
+ACCUM = typer.Option(1, help="Gradient accumulation steps.")
+MAX_STEPS = typer.Option(-1, help="Stop after this many optimizer steps (-1: by epochs).")
+MAXLEN = typer.Option(512, help="Max tokens per example (longer answers are truncated, with a warning).")
+SEED = typer.Option(0, help="Random seed (generation sampling, data order, refusal draws).")
+LORA = typer.Option(False, help="Train a LoRA adapter (peft) instead of all weights; averaging scales the adapter.")
+LORA_R = typer.Option(8, help="LoRA rank.")
+KEEP = typer.Option(False, help="Also keep the fine-tuned model p_f (or adapter) in OUT/finetuned, for `ulmr sweep`.")
+OVERWRITE = typer.Option(False, help="Replace an existing output directory.")
+FRESH = typer.Option(False, help="Ignore cached generations and checkpoints of an interrupted run; start over.")
+TRC = typer.Option(False, help="Allow custom model code from the hub (off by default).")
+PICKLE = typer.Option(False, help="Allow loading pickle (.bin) checkpoints; safetensors only by default.")
+BASE = typer.Option(None, help="For 'retrain': the base model to start from when --model is a fine-tuned target.")
+OUT = typer.Option(..., "--out", "-o", help="Output directory.")
+
+
+def unlearn_cmd(
+    ctx: typer.Context,
+    model: str = MODEL, forget: str = FORGET, out: Path = OUT,
+    question_field: str = QFIELD, answer_field: str = AFIELD,
+    retain: Optional[str] = RETAIN, anchor: str = ANCHOR, method: str = METHOD, base: Optional[str] = BASE,
+    num_rewrites: int = REWRITES, mode: str = MODE, rewrite_prompt: str = REWRITE_PROMPT, negative_prompt: Optional[str] = NEG_PROMPT,
+    backend: str = BACKEND, generator: Optional[str] = GENERATOR, openai_base_url: Optional[str] = OAI_URL,
+    openai_model: Optional[str] = OAI_MODEL, api_key_env: str = KEY_ENV, temperature: float = TEMP,
+    max_new_tokens: int = GEN_TOKENS, gen_batch_size: int = GEN_BS,
+    alpha: Optional[str] = ALPHA, allow_extrapolation: bool = EXTRAP,
+    epochs: float = EPOCHS, lr: Optional[float] = LR, batch_size: int = BS, grad_accum: int = ACCUM,
+    max_steps: int = MAX_STEPS, max_length: int = MAXLEN, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
+    keep_finetuned: bool = KEEP, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
+    trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE,
+    config: Optional[Path] = CONFIG_OPTION,
+) -> None:
+    """Unlearn a forget set: generate D_fr, fine-tune, average with the base, save (ULMR by default)."""
+    from ..config import UnlearnConfig
+    from ..pipeline import unlearn
+
+    cfg = build_config(UnlearnConfig, ctx, config, dict(locals()))
+    result = unlearn(cfg)
+    counts = result.record.get("counts", {})
+    console.print(
+        f"[green]unlearned model saved to[/green] {result.out}  "
+        f"(method {cfg.method}, alpha {result.record.get('alpha')}, {counts.get('train_rows')} training rows, "
+        f"{result.record.get('timings_s', {}).get('total')} s)"
+    )
+    print(result.out)
+
+
+def generate_cmd(
+    ctx: typer.Context,
+    model: str = MODEL, forget: str = FORGET, out: Path = OUT,
+    question_field: str = QFIELD, answer_field: str = AFIELD,
+    num_rewrites: int = REWRITES, mode: str = MODE, rewrite_prompt: str = REWRITE_PROMPT, negative_prompt: Optional[str] = NEG_PROMPT,
+    backend: str = BACKEND, generator: Optional[str] = GENERATOR, openai_base_url: Optional[str] = OAI_URL,
+    openai_model: Optional[str] = OAI_MODEL, api_key_env: str = KEY_ENV, temperature: float = TEMP,
+    max_new_tokens: int = GEN_TOKENS, gen_batch_size: int = GEN_BS, seed: int = SEED,
+    trust_remote_code: bool = TRC, config: Optional[Path] = CONFIG_OPTION,
+) -> None:
+    """Build the restructured forget set D_fr (rewrites + negative responses) into OUT/d_fr.jsonl.
+
+    Resumable: rerunning the same command reuses finished rows (cache in OUT/generation_cache.jsonl)."""
+    from ..atomic import write_json, write_jsonl
+    from ..config import UnlearnConfig
+    from ..data.records import load_qa
+    from ..models import load
+    from ..pipeline import run_generation
+
+    cfg = build_config(UnlearnConfig, ctx, config, dict(locals()))
+    records = load_qa(cfg.forget, cfg.question_field, cfg.answer_field)
+    m, tok = (None, None) if cfg.backend == "openai" else load(cfg.generator or cfg.model, trust_remote_code=cfg.trust_remote_code)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    res = run_generation(cfg, records, m, tok, cfg.out)
+    write_jsonl(cfg.out / "d_fr.jsonl", res.rows)
+    write_jsonl(cfg.out / "probe.jsonl", res.probes)
+    write_json(cfg.out / "generation_stats.json", res.stats)
+    console.print(f"[green]D_fr:[/green] {len(res.rows)} rows -> {cfg.out / 'd_fr.jsonl'}; probes -> {cfg.out / 'probe.jsonl'}; stats {res.stats}")
+
+
+def train_cmd(
+    ctx: typer.Context,
+    model: str = MODEL,
+    forget: str = typer.Option(..., "--data", "--forget", "-f", help="Training forget-side data: D_fr (for ulmr) or the forget set."),
+    out: Path = OUT, question_field: str = QFIELD, answer_field: str = AFIELD,
+    retain: Optional[str] = RETAIN, anchor: str = ANCHOR, method: str = METHOD, base: Optional[str] = BASE,
+    epochs: float = EPOCHS, lr: Optional[float] = LR, batch_size: int = BS, grad_accum: int = ACCUM,
+    max_steps: int = MAX_STEPS, max_length: int = MAXLEN, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
+    overwrite: bool = OVERWRITE, fresh: bool = FRESH, trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE,
+    config: Optional[Path] = CONFIG_OPTION,
+) -> None:
+    """Fine-tune with any method on the given data and save p_f (no generation, no averaging)."""
+    from ..config import UnlearnConfig
+    from ..pipeline import unlearn
+
+    cfg = build_config(UnlearnConfig, ctx, config, dict(locals()))
+    # The data is used as given (D_fr is already restructured) and nothing is averaged: this saves p_f.
+    result = unlearn(cfg, generate_dfr=False, average=False)
+    console.print(f"[green]fine-tuned model saved to[/green] {result.out}")
+
+
+def merge_cmd(
+    base: str = typer.Option(..., "--base", help="The original model p_theta."),
+    finetuned: str = typer.Option(..., "--finetuned", help="The fine-tuned model p_f (a directory, or a LoRA adapter directory)."),
+    alpha: float = typer.Option(0.5, help="a in p_u = a*p_f + (1-a)*p_theta (0 < a <= 1)."),
+    allow_extrapolation: bool = EXTRAP,
+    out: Path = OUT, overwrite: bool = OVERWRITE,
+) -> None:
+    """Average parameters: p_u = a*p_f + (1-a)*p_theta, saved as a normal HF model directory."""
+    from ..merge import merge_models
+
+    out_dir = merge_models(base, finetuned, alpha, out, allow_extrapolation=allow_extrapolation, overwrite=overwrite)
+    console.print(f"[green]averaged model saved to[/green] {out_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("unlearn")(unlearn_cmd)
+    app.command("generate")(generate_cmd)
+    app.command("train")(train_cmd)
+    app.command("merge")(merge_cmd)
