@@ -1,0 +1,122 @@
+"""Multiple-choice accuracy by next-token scoring of the option letters (MMLU style, RWKU layout).
+
+Prompt (one user turn, rendered with :class:`~ulmr.data.chat.ChatFormat`)::
+
+    The following are multiple choice questions (with answers) about {subject}.\\n\\n
+    Question: {q}\\nA. {c0}\\nB. {c1}\\nC. {c2}\\nD. {c3}\\nAnswer: {X}\\n\\n      (k shots)
+    Question: {q}\\nA. ...\\nD. {c3}\\nAnswer:                                   (the test item)
+
+The prediction is the argmax of the next-token logits after the assistant's generation prompt, restricted
+to the four letter tokens. The letters are scored *without* a leading space ("A".."D"): the letter is the
+first token of the assistant turn, and that is how :meth:`ChatFormat.encode` tokenises an answer "A"
+(for SmolLM2: ids 49..52, whereas " A" is 330). Accuracy = share of items whose argmax letter is the gold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from ..data.chat import ChatFormat, pad
+from ..progress import progress_bar
+
+LETTERS = ("A", "B", "C", "D")
+HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
+
+
+@dataclass
+class MCQItem:
+    """One multiple-choice question; ``answer`` is a 0-based index into ``choices``."""
+
+    question: str
+    choices: list[str]
+    answer: int
+    subject: str = ""
+    shots: list["MCQItem"] | None = None
+
+
+def format_subject(subject: str) -> str:
+    """'high_school_biology' -> 'high school biology' (MMLU task names)."""
+    return subject.replace("_", " ").strip()
+
+
+def format_question(item: MCQItem, with_answer: bool) -> str:
+    """'Question: q\\nA. ...\\nD. ...\\nAnswer:' (+ ' X\\n\\n' for a shot)."""
+    lines = [f"Question: {item.question}"] + [f"{LETTERS[i]}. {c}" for i, c in enumerate(item.choices)]
+    text = "\n".join(lines) + "\nAnswer:"
+    return text + f" {LETTERS[item.answer]}\n\n" if with_answer else text
+
+
+def format_prompt(item: MCQItem, k_shots: int | None = None) -> str:
+    """The user-turn text: header, ``k_shots`` solved examples (all of ``item.shots`` when None), the question."""
+    shots = list(item.shots or [])[: k_shots if k_shots is not None else None]
+    head = HEADER.format(subject=format_subject(item.subject)) if item.subject else ""
+    return head + "".join(format_question(s, True) for s in shots) + format_question(item, False)
+
+
+def letter_token_ids(tokenizer) -> list[int]:
+    """Token ids of 'A'..'D' as the first token of an assistant turn (no leading space)."""
+    ids = []
+    for letter in LETTERS:
+        toks = tokenizer(letter, add_special_tokens=False)["input_ids"]
+        if len(toks) != 1:
+            raise ValueError(f"letter {letter!r} is not a single token for this tokenizer")
+        ids.append(toks[0])
+    return ids
+
+
+def last_token_logits(model, prompts: Sequence[Sequence[int]], token_ids: Sequence[int], pad_id: int,
+                      batch_size: int = 8, description: str | None = None) -> list[list[float]]:
+    """Logits of ``token_ids`` at the last position of each prompt: one forward per batch, left-padded,
+    ``logits_to_keep=1`` so only the last position is projected onto the vocabulary."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    out: list[list[float] | None] = [None] * len(prompts)
+    sel = torch.tensor(list(token_ids), device=device)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode(), progress_bar() as bar:
+        task = bar.add_task(description, total=len(prompts)) if description else None
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            seqs = [prompts[i] for i in idx]
+            ids = pad(seqs, pad_id, side="left").to(device)
+            mask = pad([[1] * len(s) for s in seqs], 0, side="left").to(device)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1).logits[:, -1]
+            picked = logits.float().index_select(-1, sel).tolist()
+            for j, i in enumerate(idx):
+                out[i] = picked[j]
+            if task is not None:
+                bar.advance(task, len(idx))
+    model.train(was_training)
+    return out  # type: ignore[return-value]
+
+
+def mcq_predict(model, tokenizer, items: Sequence[MCQItem], k_shots: int | None = None, batch_size: int = 8,
+                description: str | None = None) -> list[dict]:
+    """Per-item records: prompt text, letter logits, predicted and gold letter, correct flag."""
+    cf = ChatFormat(tokenizer)
+    texts = [format_prompt(it, k_shots) for it in items]
+    prompts = [cf.prompt_ids(t) for t in texts]
+    n = [len(it.choices) for it in items]
+    if any(k < 2 or k > len(LETTERS) for k in n):
+        raise ValueError("every multiple-choice item needs 2 to 4 choices")
+    logits = last_token_logits(model, prompts, letter_token_ids(tokenizer), tokenizer.pad_token_id, batch_size, description)
+    recs = []
+    for it, text, lg, k in zip(items, texts, logits, n):
+        pred = max(range(k), key=lambda j: lg[j])
+        recs.append({
+            "prompt": cf.render_text([{"role": "user", "content": text}]),
+            "question": it.question, "choices": it.choices, "subject": it.subject,
+            "gold": LETTERS[it.answer], "pred": LETTERS[pred], "letter_logits": lg[:k],
+            "correct": pred == it.answer,
+        })
+    return recs
+
+
+def accuracy(correct: Sequence[bool]) -> float:
+    """Share of correct predictions; 0 for an empty list."""
+    return sum(map(bool, correct)) / len(correct) if correct else 0.0
