@@ -1,0 +1,66 @@
+import json
+import time
+
+import pytest
+
+from ulmr.errors import ModelError
+from ulmr.models import EMBEDDED_ALIAS, cached_model_dir, load_model, resolve_model
+
+
+def test_embedded_alias_resolves_to_gguf():
+    src = resolve_model(EMBEDDED_ALIAS)
+    assert src.kind == "gguf" and src.gguf_file.endswith(".gguf")
+
+
+def test_embedded_model_is_cached_as_safetensors():
+    d = cached_model_dir(EMBEDDED_ALIAS)
+    from pathlib import Path
+
+    files = {p.name for p in Path(d).iterdir()}
+    assert "model.safetensors" in files and "config.json" in files
+    assert "quantization_config" not in json.loads((Path(d) / "config.json").read_text())
+
+
+@pytest.mark.parametrize("spec", ["./no/such/dir", "/abs/missing", "missing.gguf"])
+def test_unknown_local_model_is_one_line_error(spec):
+    with pytest.raises(ModelError, match="no such file"):
+        resolve_model(spec)
+
+
+def test_dir_without_config(tmp_path):
+    with pytest.raises(ModelError, match="no config.json"):
+        resolve_model(str(tmp_path))
+
+
+def test_pickle_weights_refused_without_flag(tiny_model_dir, tmp_path):
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    d = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir, d)
+    m = AutoModelForCausalLM.from_pretrained(d)
+    (d / "model.safetensors").unlink()
+    m.save_pretrained(d, safe_serialization=False)
+    assert (d / "pytorch_model.bin").exists()
+    with pytest.raises(ModelError, match="allow-pickle"):
+        load_model(str(d))
+    assert load_model(str(d), allow_pickle=True) is not None
+
+
+def test_remote_code_off_by_default(tiny_model_dir, monkeypatch):
+    import transformers
+
+    seen = {}
+    real = transformers.AutoModelForCausalLM.from_pretrained
+
+    def spy(*a, **k):
+        seen.update(k)
+        return real(*a, **k)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    import ulmr.models as models
+
+    monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", spy)
+    load_model(str(tiny_model_dir))
+    assert seen["trust_remote_code"] is False and seen["use_safetensors"] is True
