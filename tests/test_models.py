@@ -39,9 +39,11 @@ def test_pickle_weights_refused_without_flag(tiny_model_dir, tmp_path):
 
     d = tmp_path / "pickled"
     shutil.copytree(tiny_model_dir, d)
+    import torch
+
     m = AutoModelForCausalLM.from_pretrained(d)
     (d / "model.safetensors").unlink()
-    m.save_pretrained(d, safe_serialization=False)
+    torch.save(m.state_dict(), d / "pytorch_model.bin")
     assert (d / "pytorch_model.bin").exists()
     with pytest.raises(ModelError, match="allow-pickle"):
         load_model(str(d))
