@@ -19,8 +19,9 @@ def unlearn(model: str = "smollm2-135m", forget: str | Path = "", out: str | Pat
     try:
         cfg = UnlearnConfig(model=model, forget=str(forget), out=Path(out), **options)
     except ValidationError as e:
-        err = e.errors()[0]
-        raise ConfigError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from e
+        from .commands.common import validation_message
+
+        raise ConfigError(validation_message(e)) from e
     return run(cfg)
 
 

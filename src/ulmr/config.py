@@ -81,9 +81,9 @@ class UnlearnConfig(GenerationOptions):
             try:
                 check_alpha(self.alpha, self.allow_extrapolation)
             except ConfigError as e:
-                raise ValueError(str(e).replace("--alpha ", "")) from e
+                raise ValueError(str(e)) from e
         if self.backend == "openai" and not (self.openai_base_url and self.openai_model):
-            raise ValueError("the openai backend needs --openai-base-url and --openai-model")
+            raise ValueError("--backend openai needs --openai-base-url and --openai-model")
         return self
 
     def effective_alpha(self) -> float | str | None:

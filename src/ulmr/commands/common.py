@@ -52,6 +52,12 @@ def build_config(model: type[M], ctx: typer.Context, config: Path | None, values
     try:
         return model(**merged)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(x) for x in err["loc"]) or "option"
-        raise ConfigError(f"--{field.replace('_', '-')}: {err['msg']}") from e
+        raise ConfigError(validation_message(e)) from e
+
+
+def validation_message(e: ValidationError) -> str:
+    """One line for the first pydantic error, naming the option as a flag."""
+    err = e.errors()[0]
+    msg = err["msg"].removeprefix("Value error, ")
+    field = ".".join(str(x) for x in err["loc"])
+    return f"--{field.replace('_', '-')}: {msg}" if field else msg
