@@ -1,0 +1,23 @@
+"""``ulmr demo``: the first thing a new user runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def demo_cmd(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Where the unlearned model, report.md, results.json and demo.png go."),
+    epochs: float = typer.Option(None, help="Override the training epochs (default: the shipped default)."),
+    alpha: float = typer.Option(None, help="Override the averaging weight (default 0.5)."),
+) -> None:
+    """Unlearn built-in Harry Potter facts from the embedded SmolLM2-135M and show before vs after."""
+    from ..demo import run_demo
+
+    overrides = {k: v for k, v in {"epochs": epochs, "alpha": alpha}.items() if v is not None}
+    run_demo(out, **overrides)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_cmd)
