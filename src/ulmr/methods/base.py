@@ -1,0 +1,47 @@
+"""The method interface: a loss on one batch plus documented defaults, as class attributes."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+
+from .common import Reference, has_part, part_nll
+
+RetainUse = Literal["never", "optional", "required"]
+
+
+class Method:
+    """One unlearning loss. Subclasses set the class attributes and implement :meth:`loss`.
+
+    Data needs, read by the trainer:
+    ``uses_forget`` (False: rows come from the retain set only), ``retain`` (whether a retain row is
+    paired to each row), ``needs_ref_model`` (a live reference on every step), ``ref_logp_parts``
+    (parts whose reference sequence log-probs are precomputed once), ``needs_preferred`` (a preferred
+    answer per forget item: the item's ``preferred`` or a drawn refusal).
+    """
+
+    name: ClassVar[str] = ""
+    uses_forget: ClassVar[bool] = True
+    retain: ClassVar[RetainUse] = "never"
+    needs_ref_model: ClassVar[bool] = False
+    ref_logp_parts: ClassVar[tuple[str, ...]] = ()
+    needs_preferred: ClassVar[bool] = False
+    # documented defaults
+    lr: ClassVar[float] = 1e-5
+    epochs: ClassVar[float] = 3.0
+    default_beta: ClassVar[float | None] = None
+    default_retain_weight: ClassVar[float] = 1.0
+
+    def __init__(self, beta: float | None = None, retain_weight: float | None = None):
+        self.beta = self.default_beta if beta is None else beta
+        self.retain_weight = self.default_retain_weight if retain_weight is None else retain_weight
+
+    def loss(self, model, batch: dict, ref: Reference | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def retain_nll(self, model, batch: dict) -> torch.Tensor | float:
+        """``retain_weight * NLL_r`` when the batch has a retain part and the weight is non-zero, else 0."""
+        if self.retain_weight and has_part(batch, "retain"):
+            return self.retain_weight * part_nll(model, batch, "retain")
+        return 0.0

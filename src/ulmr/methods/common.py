@@ -1,0 +1,82 @@
+"""Shared loss pieces: one forward per batch part, answer-token NLL, sequence log-probs and the answer KL.
+
+A batch holds parts named by prefix (``forget``, ``retain``, ``pref``), each with ``<part>_input_ids``,
+``<part>_attention_mask`` and ``<part>_labels`` (-100 on prompt and padding). Logits at position t
+predict the token at t+1, so labels are shifted by one before they are compared.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+IGNORE = -100
+
+
+class Reference(Protocol):
+    """The frozen model before unlearning; ``logits`` runs without gradients."""
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor: ...
+
+
+def has_part(batch: dict, part: str) -> bool:
+    return f"{part}_input_ids" in batch
+
+
+def part_logits(model, batch: dict, part: str) -> torch.Tensor:
+    """Logits of ``model`` on one batch part (with gradients when the model needs them)."""
+    return model(input_ids=batch[f"{part}_input_ids"], attention_mask=batch[f"{part}_attention_mask"]).logits
+
+
+def _shifted(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return logits[:, :-1].float(), labels[:, 1:]
+
+
+def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-position answer NLL (0 off the answer) and the answer mask, both ``[B, T-1]``."""
+    logits, labels = _shifted(logits, labels)
+    nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+    return nll, labels != IGNORE
+
+
+def mean_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Token mean of the answer NLL over the whole batch."""
+    nll, mask = token_nll(logits, labels)
+    return nll.sum() / mask.sum().clamp(min=1)
+
+
+def sequence_logp(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log π(y|x) per row: the sum over answer tokens (EOS / end-of-turn included), shape ``[B]``."""
+    nll, _ = token_nll(logits, labels)
+    return -nll.sum(-1)
+
+
+def part_nll(model, batch: dict, part: str) -> torch.Tensor:
+    return mean_nll(part_logits(model, batch, part), batch[f"{part}_labels"])
+
+
+def part_logp(model, batch: dict, part: str) -> torch.Tensor:
+    return sequence_logp(part_logits(model, batch, part), batch[f"{part}_labels"])
+
+
+def ref_part_logp(ref: Reference | None, batch: dict, part: str) -> torch.Tensor:
+    """Reference sequence log-probs: precomputed ``<part>_ref_logp`` when the batch carries them, else
+    one no-grad pass of ``ref``."""
+    key = f"{part}_ref_logp"
+    if key in batch:
+        return batch[key]
+    if ref is None:
+        raise ValueError(f"batch has no '{key}' and no reference model was given")
+    with torch.no_grad():
+        logits = ref.logits(batch[f"{part}_input_ids"], batch[f"{part}_attention_mask"])
+    return sequence_logp(logits, batch[f"{part}_labels"])
+
+
+def answer_kl(ref_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """KL(p_ref || p_θ) of the next-token distributions, averaged over answer tokens."""
+    mask = labels[:, 1:] != IGNORE
+    ref_logp = F.log_softmax(ref_logits[:, :-1][mask].float(), -1)
+    logp = F.log_softmax(logits[:, :-1][mask].float(), -1)
+    return F.kl_div(logp, ref_logp, log_target=True, reduction="sum") / mask.sum().clamp(min=1)

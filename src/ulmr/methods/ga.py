@@ -1,0 +1,17 @@
+"""Gradient Ascent: maximise the forget answers' NLL."""
+
+from __future__ import annotations
+
+from .base import Method
+from .common import part_nll
+
+
+class GradientAscent(Method):
+    """loss = −NLL_f (token mean); lr 1e-5, 3 epochs."""
+
+    name = "ga"
+    lr = 1e-5
+    epochs = 3.0
+
+    def loss(self, model, batch, ref=None):
+        return -part_nll(model, batch, "forget")

@@ -1,0 +1,19 @@
+"""Gradient Difference: ascend on the forget set, descend on the retain set."""
+
+from __future__ import annotations
+
+from .base import Method
+from .common import part_nll
+
+
+class GradDiff(Method):
+    """loss = −NLL_f + w·NLL_r; w = 1, lr 1e-5, 3 epochs."""
+
+    name = "graddiff"
+    retain = "required"
+    lr = 1e-5
+    epochs = 3.0
+    default_retain_weight = 1.0
+
+    def loss(self, model, batch, ref=None):
+        return -part_nll(model, batch, "forget") + self.retain_nll(model, batch)

@@ -1,0 +1,27 @@
+"""KL minimisation: gradient ascent on the forget set, KL(p_ref || p_θ) to the model before unlearning on
+retain batches (averaged over answer tokens)."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Method
+from .common import answer_kl, part_logits, part_nll
+
+
+class KLMin(Method):
+    """loss = −NLL_f + w·KL(p_ref || p_θ)_retain; w = 1, lr 1e-5, 3 epochs. Needs the live reference."""
+
+    name = "kl"
+    retain = "required"
+    needs_ref_model = True
+    lr = 1e-5
+    epochs = 3.0
+    default_retain_weight = 1.0
+
+    def loss(self, model, batch, ref=None):
+        ids, mask, labels = batch["retain_input_ids"], batch["retain_attention_mask"], batch["retain_labels"]
+        with torch.no_grad():
+            ref_logits = ref.logits(ids, mask)
+        kl = answer_kl(ref_logits, part_logits(model, batch, "retain"), labels)
+        return -part_nll(model, batch, "forget") + self.retain_weight * kl

@@ -1,0 +1,36 @@
+"""Method registry: name -> method class. Adding a method is one file plus one line here."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .base import Method
+from .dpo import DPO
+from .ga import GradientAscent
+from .graddiff import GradDiff
+from .kl import KLMin
+from .npo import NPO
+from .retrain import Retrain
+from .ulmr import ULMR
+
+METHODS: dict[str, type[Method]] = {
+    "ulmr": ULMR,
+    "ga": GradientAscent,
+    "graddiff": GradDiff,
+    "kl": KLMin,
+    "dpo": DPO,
+    "npo": NPO,
+    "retrain": Retrain,
+}
+
+
+def method_class(name: str) -> type[Method]:
+    """The class registered under ``name``; ConfigError naming the known methods otherwise."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown method '{name}'; known: {', '.join(METHODS)}") from None
+
+
+def get_method(name: str, beta: float | None = None, retain_weight: float | None = None) -> Method:
+    """An instance of method ``name`` with its defaults, overridden by the non-None arguments."""
+    return method_class(name)(beta=beta, retain_weight=retain_weight)

@@ -1,0 +1,19 @@
+"""Retraining: fine-tune on the retain set only (start it from the base model, not the target)."""
+
+from __future__ import annotations
+
+from .base import Method
+from .common import part_nll
+
+
+class Retrain(Method):
+    """loss = NLL_r; forget rows are ignored. lr 1e-5, 5 epochs (TOFU's retain-model recipe)."""
+
+    name = "retrain"
+    uses_forget = False
+    retain = "required"
+    lr = 1e-5
+    epochs = 5.0
+
+    def loss(self, model, batch, ref=None):
+        return part_nll(model, batch, "retain")

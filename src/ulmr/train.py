@@ -1,0 +1,241 @@
+"""Unlearning training: one Hugging Face Trainer, the loss chosen by name from :mod:`ulmr.methods`.
+
+``train_unlearn`` encodes the forget (and retain) items, pairs one retain row with each forget row,
+draws DPO's refusals, precomputes reference log-probs where a method needs only those, and runs
+:class:`~ulmr.training.trainer.UnlearnTrainer`. Under ``accelerate launch`` the same call runs DDP,
+FSDP or DeepSpeed. Checkpoints go to ``output_dir/checkpoints``; an interrupted run resumes from the
+last one and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pydantic
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments, set_seed
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from .data.chat import ChatFormat
+from .data.records import QARecord
+from .errors import ConfigError
+from .methods.refusals import load_refusals
+from .methods.registry import METHODS, get_method
+from .progress import quiet
+from .training.data import PartCollator, RowDataset, as_records, build_rows
+from .training.probe import EpochProbe
+from .training.reference import ModelReference, frozen_copy, precompute_ref_logps
+from .training.trainer import UnlearnTrainer
+
+log = logging.getLogger(__name__)
+
+Items = Sequence[QARecord | Mapping[str, Any]]
+
+
+class TrainConfig(pydantic.BaseModel):
+    """Training options. ``None`` for epochs, lr, beta and retain_weight means the method's default."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    method: str = "ulmr"
+    epochs: float | None = pydantic.Field(None, gt=0)
+    lr: float | None = pydantic.Field(None, gt=0)
+    batch_size: int = pydantic.Field(4, ge=1)
+    grad_accum: int = pydantic.Field(1, ge=1)
+    max_steps: int = -1
+    weight_decay: float = pydantic.Field(0.01, ge=0)
+    warmup_ratio: float = pydantic.Field(0.0, ge=0, lt=1)
+    lr_scheduler: str = "linear"
+    max_length: int = pydantic.Field(512, ge=8)
+    seed: int = 0
+    lora: bool = False
+    lora_r: int = pydantic.Field(8, ge=1)
+    lora_alpha: int = pydantic.Field(16, ge=1)
+    lora_dropout: float = pydantic.Field(0.0, ge=0, lt=1)
+    lora_target_modules: list[str] | None = None  # None: peft's default for the architecture
+    retain_weight: float | None = pydantic.Field(None, ge=0)
+    beta: float | None = pydantic.Field(None, gt=0)
+    refusals_file: str | None = None
+    save_steps: int | None = None  # None: a checkpoint per epoch; 0: none
+    keep_checkpoints: bool = True  # False: delete output_dir/checkpoints after a finished run
+    logging_steps: int = pydantic.Field(5, ge=1)
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    num_threads: int | None = None  # CPU threads; None: cores / local processes
+    eval_probe: bool = False
+    probe_items: int = pydantic.Field(4, ge=1)
+    probe_rouge: bool = False
+    keep_best_epoch: bool = False
+    probe_min_forget_rise: float = 0.0
+
+    @pydantic.field_validator("method")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in METHODS:
+            raise ConfigError(f"unknown method '{v}'; known: {', '.join(METHODS)}")
+        return v
+
+
+@dataclass
+class TrainResult:
+    """The trained model (a PeftModel with ``lora``) and what the run cost."""
+
+    model: Any
+    steps: int
+    seconds: float
+    train_tokens: int  # non-padding tokens through the model in this call (all processes)
+    log_history: list[dict] = field(default_factory=list)
+    lora: bool = False
+    answer_tokens: int = 0
+    method: str = ""
+    best_epoch: float | None = None
+    is_main_process: bool = True
+
+
+def _set_threads(cfg: TrainConfig) -> None:
+    if torch.cuda.is_available():
+        return
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+
+
+def _wrap_lora(model, cfg: TrainConfig):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if isinstance(model, PeftModel):
+        return model
+    lcfg = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lcfg)
+
+
+def _training_args(cfg: TrainConfig, ckpt_dir: Path, epochs: float, lr: float) -> TrainingArguments:
+    save = {"save_strategy": "epoch"} if cfg.save_steps is None else (
+        {"save_strategy": "no"} if cfg.save_steps == 0 else {"save_strategy": "steps", "save_steps": cfg.save_steps}
+    )
+    return TrainingArguments(
+        output_dir=str(ckpt_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,
+        lr_scheduler_type=cfg.lr_scheduler,
+        optim="adamw_torch",
+        logging_steps=cfg.logging_steps,
+        save_total_limit=1,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=cfg.bf16,
+        activation_checkpointing=cfg.gradient_checkpointing,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        report_to=[],
+        disable_tqdm=quiet(),
+        remove_unused_columns=False,
+        label_names=[],
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+        **save,
+    )
+
+
+def train_unlearn(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    forget: Items,
+    retain: Items | None,
+    cfg: TrainConfig,
+    output_dir: Path,
+    resume: bool = True,
+    callbacks: list | None = None,
+) -> TrainResult:
+    """Train ``model`` in memory with ``cfg.method``'s loss and return it (a PeftModel with ``cfg.lora``).
+
+    ``forget``/``retain`` are QARecords or dicts with question/answer (optional preferred). Nothing is
+    written outside ``output_dir``; with ``resume`` the last checkpoint in ``output_dir/checkpoints`` is
+    continued.
+    """
+    method = get_method(cfg.method, beta=cfg.beta, retain_weight=cfg.retain_weight)
+    epochs = cfg.epochs if cfg.epochs is not None else method.epochs
+    lr = cfg.lr if cfg.lr is not None else method.lr
+    _set_threads(cfg)
+    set_seed(cfg.seed)
+    if tokenizer.pad_token_id is None:
+        raise ConfigError("the tokenizer has no pad token (ulmr.models.load_tokenizer sets it to EOS)")
+
+    forget_recs = as_records(forget, "forget") if forget else []
+    retain_recs = as_records(retain, "retain") if retain else []
+    fmt = ChatFormat(tokenizer, max_length=cfg.max_length)
+    refusals = load_refusals(cfg.refusals_file) if method.needs_preferred else []
+    rows = build_rows(method, fmt, forget_recs, retain_recs, cfg.seed, refusals)
+
+    if cfg.lora:
+        model = _wrap_lora(model, cfg)
+    output_dir = Path(output_dir)
+    ckpt_dir = output_dir / "checkpoints"
+    args = _training_args(cfg, ckpt_dir, epochs, lr)
+
+    probe = None
+    if cfg.eval_probe:
+        probe = EpochProbe(
+            fmt, forget_recs[: cfg.probe_items], retain_recs[: cfg.probe_items], tokenizer.pad_token_id,
+            rouge=cfg.probe_rouge, keep_best=cfg.keep_best_epoch,
+            require_forget_rise=method.uses_forget and method.name != "ulmr", min_forget_rise=cfg.probe_min_forget_rise,
+        )
+    trainer = UnlearnTrainer(
+        model=model,
+        args=args,
+        train_dataset=RowDataset(rows),
+        data_collator=PartCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=([probe] if probe else []) + list(callbacks or []),
+        method=method,
+    )
+    if quiet():
+        trainer.remove_callback(PrinterCallback)
+
+    # The model as handed over is the reference: with LoRA, the same model with its adapter disabled.
+    initial = ModelReference(trainer.model, adapter_off=cfg.lora)
+    if method.ref_logp_parts:
+        precompute_ref_logps(initial, rows, method.ref_logp_parts, tokenizer.pad_token_id, batch_size=max(8, cfg.batch_size))
+    if method.needs_ref_model:
+        trainer.reference = initial if cfg.lora else frozen_copy(trainer.model, args.device)
+
+    checkpoint = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    start = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - start
+    tokens, answer_tokens = trainer.total_tokens()
+    if not cfg.keep_checkpoints and trainer.is_world_process_zero():
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return TrainResult(
+        model=trainer.model,
+        steps=out.global_step,
+        seconds=seconds,
+        train_tokens=tokens,
+        log_history=list(trainer.state.log_history),
+        lora=cfg.lora,
+        answer_tokens=answer_tokens,
+        method=method.name,
+        best_epoch=probe.best_epoch if probe else None,
+        is_main_process=trainer.is_world_process_zero(),
+    )

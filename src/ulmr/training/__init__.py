@@ -1,0 +1,1 @@
+"""Internals of the unlearning trainer; the public entry point is :mod:`ulmr.train`."""

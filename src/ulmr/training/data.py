@@ -1,0 +1,102 @@
+"""Training rows and their collator: a forget part, a paired retain row, a preferred answer, precomputed
+reference log-probs, each encoded once with :class:`~ulmr.data.chat.ChatFormat`."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from ..data.chat import ChatFormat, Encoded, collate
+from ..data.records import QARecord, parse_records
+from ..errors import ConfigError
+from ..methods.base import Method
+from ..methods.refusals import preferred_answers
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+def as_records(items: Sequence[QARecord | Mapping], name: str) -> list[QARecord]:
+    """QARecords from records or dicts with question/answer (and optional preferred)."""
+    if all(isinstance(x, QARecord) for x in items):
+        return list(items)  # type: ignore[arg-type]
+    rows = [(i + 1, x.to_dict() if isinstance(x, QARecord) else dict(x)) for i, x in enumerate(items)]
+    return parse_records(rows, name, is_file=False, dedupe=False)
+
+
+def retain_pairing(n_rows: int, n_retain: int, seed: int) -> list[int]:
+    """One retain index per row: shuffled passes over the retain set, so rows get distinct retain items
+    while there are enough; deterministic in ``seed``."""
+    rng = random.Random(seed)
+    out: list[int] = []
+    while len(out) < n_rows:
+        perm = list(range(n_retain))
+        rng.shuffle(perm)
+        out += perm
+    return out[:n_rows]
+
+
+def build_rows(
+    method: Method,
+    fmt: ChatFormat,
+    forget: Sequence[QARecord],
+    retain: Sequence[QARecord] | None,
+    seed: int,
+    refusals: Sequence[str] = (),
+) -> list[Row]:
+    """Encoded rows for ``method``: one per forget item (per retain item for methods without forget)."""
+    if method.retain == "required" and not retain:
+        raise ConfigError(f"method '{method.name}' needs a retain set")
+    if not method.uses_forget:
+        return [{"retain": fmt.encode(r.question, r.answer)} for r in retain or []]
+    if not forget:
+        raise ConfigError(f"method '{method.name}' needs a non-empty forget set")
+    rows: list[Row] = [{"forget": fmt.encode(r.question, r.answer)} for r in forget]
+    if method.needs_preferred:
+        prefs = preferred_answers([r.preferred for r in forget], refusals, seed)
+        for row, r, p in zip(rows, forget, prefs):
+            row["pref"] = fmt.encode(r.question, p)
+    if retain and method.retain != "never":
+        encoded = {}
+        for row, j in zip(rows, retain_pairing(len(rows), len(retain), seed)):
+            if j not in encoded:
+                encoded[j] = fmt.encode(retain[j].question, retain[j].answer)
+            row["retain"] = encoded[j]
+    elif retain:
+        log.info("method '%s' does not use the retain set; ignored", method.name)
+    return rows
+
+
+class RowDataset(torch.utils.data.Dataset):
+    """A list of rows; ``rows[i]`` may gain ``<part>_ref_logp`` floats before training."""
+
+    def __init__(self, rows: list[Row]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> Row:
+        return self.rows[i]
+
+
+class PartCollator:
+    """Right-pads each part with :func:`chat.collate` into ``<part>_input_ids/attention_mask/labels``;
+    floats (precomputed reference log-probs) become a float32 tensor."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: Sequence[Row]) -> dict[str, torch.Tensor]:
+        batch: dict[str, torch.Tensor] = {}
+        for key, value in rows[0].items():
+            if isinstance(value, Encoded):
+                for name, t in collate([r[key] for r in rows], self.pad_id).items():
+                    batch[f"{key}_{name}"] = t
+            else:
+                batch[key] = torch.tensor([r[key] for r in rows], dtype=torch.float32)
+        return batch
