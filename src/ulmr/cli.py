@@ -13,7 +13,7 @@ import typer
 from .errors import UlmrError
 from .progress import console
 
-COMMAND_MODULES = ["pipeline", "demo"]
+COMMAND_MODULES = ["pipeline", "demo", "sweep"]
 
 app = typer.Typer(
     name="ulmr",

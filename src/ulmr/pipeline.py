@@ -150,6 +150,23 @@ def apply_average(model, cfg_alpha: float, base_dir: str, lora: bool):
     return average_into(model, base_dir, cfg_alpha)
 
 
+def choose_alpha(cfg: UnlearnConfig, model, tokenizer, base_dir: str, probes: list[dict],
+                 retain: list[QARecord]) -> tuple[float, dict]:
+    """``--alpha auto``: sweep α on held-out probes (never training or test items) and pick by the rule
+    in :func:`ulmr.sweep.select_alpha`; returns α and the record (curve, rule) for ``ulmr_run.json``."""
+    from .sweep import AUTO_ALPHAS, select_alpha, sweep
+
+    probe_items = load_qa(cfg.probe) if cfg.probe else [QARecord(p["question"], p["answer"]) for p in probes]
+    if not probe_items:
+        raise ConfigError("--alpha auto: no held-out probe items (generation made none; pass --probe)")
+    retain_items = list(retain)[:32]
+    points = sweep(model, tokenizer, None if cfg.lora else base_dir, AUTO_ALPHAS, probe_items, retain_items)
+    chosen, rule = select_alpha(points)
+    log.info("--alpha auto selected alpha = %.2f", chosen)
+    return chosen, {"chosen": chosen, "rule": rule, "curve": [p.as_dict() for p in points],
+                    "probe": cfg.probe or "generated held-out rewrites"}
+
+
 # --------------------------------------------------------------------------- the whole run
 def _check_output(cfg: UnlearnConfig) -> None:
     if cfg.out.exists() and not cfg.overwrite:
@@ -166,8 +183,8 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
     timings: dict[str, float] = {}
     _check_output(cfg)
     alpha = cfg.effective_alpha() if average else None
-    if alpha == "auto":
-        raise ConfigError("--alpha auto needs the sweep module (ulmr sweep); give a number for now")
+    if alpha == "auto" and cfg.method != "ulmr" and not cfg.probe:
+        raise ConfigError("--alpha auto needs held-out probe items: pass --probe QA_FILE (ulmr generates them itself)")
     if isinstance(alpha, float):
         check_alpha(alpha, cfg.allow_extrapolation)
     records = load_qa(cfg.forget, cfg.question_field, cfg.answer_field)
@@ -199,6 +216,8 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
 
     t = time.time()
     retain, retain_source = load_retain(cfg, model, tokenizer, model_dir)
+    # --alpha auto measures retain knowledge against the *base* model's answers: take them before training.
+    auto_retain = (retain or anchor_set(model, tokenizer, model_dir)) if alpha == "auto" else []
     timings["retain_anchor"] = time.time() - t
 
     from .train import train_unlearn
@@ -214,6 +233,9 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
         keep = work / "finetuned"
         shutil.rmtree(keep, ignore_errors=True)
         save_model(model, tokenizer, keep)
+    auto_record = None
+    if alpha == "auto":
+        alpha, auto_record = choose_alpha(cfg, model, tokenizer, base_weights_dir(start_spec), probes, auto_retain)
     if isinstance(alpha, float):
         model = apply_average(model, alpha, base_weights_dir(start_spec), cfg.lora)
     elif cfg.lora:
@@ -239,6 +261,7 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
             "retain_rows": len(retain) if retain else 0,
             **{k: v for k, v in gen_stats.items()},
         },
+        "alpha_auto": auto_record,
         "training": {"steps": trained.steps, "seconds": trained.seconds, "train_tokens": trained.train_tokens,
                      "lora": cfg.lora, "config": tcfg.model_dump(mode="json")},
     }

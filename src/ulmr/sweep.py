@@ -1,0 +1,214 @@
+"""The α sweep: what each averaging weight costs, and choosing α automatically.
+
+For each α, p_u = p_θ + α·(p_f − p_θ) is built in memory (full weights: from two state dicts; LoRA:
+by scaling the adapter, nothing merged) and measured on quick held-out probes:
+
+- **forget (probe)**: ROUGE-L recall and answer probability on held-out paraphrases of the forget
+  questions — never the rewrites used in training;
+- **retain**: ROUGE-L recall on the retain set (``--retain``) or on the built-in anchor questions
+  against the base model's own answers, and the over-refusal rate there;
+- **utility**: accuracy on the built-in easy multiple-choice set.
+
+``select_alpha`` picks the α that forgets most (lowest probe ROUGE-L) while utility and retain ROUGE-L
+stay ≥ ``tolerance`` × their α = 0 values (default 95%); ties go to the smaller α.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .data.records import QARecord
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALPHAS = [round(0.1 * i, 1) for i in range(11)]
+AUTO_ALPHAS = [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0]
+
+
+@dataclass
+class SweepPoint:
+    alpha: float
+    probe_rouge: float
+    probe_prob: float
+    retain_rouge: float
+    retain_refusal: float
+    utility: float
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+def parse_alphas(text: str) -> list[float]:
+    """'0,0.1,0.5' -> [0.0, 0.1, 0.5]; each 0 <= α <= 1 (the sweep interpolates only)."""
+    try:
+        values = sorted({float(x) for x in text.split(",") if x.strip()})
+    except ValueError as e:
+        raise ConfigError(f"--alphas: expected comma-separated numbers, got {text!r}") from e
+    if not values or any(not (0.0 <= a <= 1.0) for a in values):
+        raise ConfigError(f"--alphas: every value must lie in [0, 1], got {text!r}")
+    return values
+
+
+def select_alpha(points: Sequence[SweepPoint], tolerance: float = 0.95) -> tuple[float, str]:
+    """The α > 0 with the lowest probe ROUGE-L whose utility and retain ROUGE-L stay ≥ tolerance × the
+    α = 0 values (the curve must include α = 0). Returns (α, the rule as text)."""
+    ref = next((p for p in points if p.alpha == 0.0), None)
+    if ref is None:
+        raise ConfigError("automatic α selection needs α = 0 in the sweep")
+    rule = (f"argmin over α>0 of held-out probe ROUGE-L subject to utility >= {tolerance:.0%} and retain "
+            f"ROUGE-L >= {tolerance:.0%} of their α=0 values; ties -> smaller α")
+    ok = [p for p in points if p.alpha > 0 and p.utility >= tolerance * ref.utility and p.retain_rouge >= tolerance * ref.retain_rouge]
+    if not ok:
+        smallest = min(p.alpha for p in points if p.alpha > 0)
+        log.warning("no α keeps utility and retain within %.0f%%; using the smallest α in the grid (%.2f)", tolerance * 100, smallest)
+        return smallest, rule + " (no α met the constraints: smallest α taken)"
+    best = min(ok, key=lambda p: (round(p.probe_rouge, 6), p.alpha))
+    return best.alpha, rule
+
+
+class Interpolator:
+    """Sets a model's weights to p_θ + α·(p_f − p_θ) for any α, without writing anything to disk."""
+
+    def __init__(self, finetuned, base_dir: str | Path | None = None):
+        self.model = finetuned
+        self.lora = hasattr(finetuned, "peft_config")
+        if self.lora:
+            from peft.tuners.lora import LoraLayer
+
+            self.layers = [m for m in finetuned.modules() if isinstance(m, LoraLayer)]
+            self.scaling = [dict(m.scaling) for m in self.layers]
+        else:
+            from .merge import iter_base_tensors
+
+            sd = finetuned.state_dict()
+            self.ft = {k: v.detach().clone() for k, v in sd.items()}
+            self.base = {k: v for k, v in iter_base_tensors(base_dir) if k in sd}
+            missing = [k for k in sd if k not in self.base and sd[k].is_floating_point()]
+            tied = getattr(finetuned.config, "tie_word_embeddings", False)
+            missing = [k for k in missing if not (tied and k.endswith("lm_head.weight"))]
+            if missing:
+                raise ConfigError(f"cannot interpolate: base model lacks {missing[0]} (different architecture?)")
+
+    @torch.no_grad()
+    def set(self, alpha: float) -> None:
+        if self.lora:
+            for layer, orig in zip(self.layers, self.scaling):
+                for name, s in orig.items():
+                    layer.scaling[name] = s * alpha
+            return
+        params = self.model.state_dict()
+        for k, b in self.base.items():
+            f = self.ft[k]
+            params[k].copy_((b.float() + alpha * (f.float() - b.float())).to(f.dtype))
+
+
+def measure_point(model, tokenizer, alpha: float, probe: list[QARecord], retain: list[QARecord],
+                  max_new_tokens: int = 48, utility_limit: int | None = None) -> SweepPoint:
+    """One point of the curve (see the module docstring)."""
+    from .eval.qa import evaluate_qa
+    from .eval.rwku import evaluate_utility_easy
+
+    qa = evaluate_qa(model, tokenizer, {"forget_probe": probe, "retain": retain}, max_new_tokens=max_new_tokens, batch_size=32)
+    util = evaluate_utility_easy(model, tokenizer, limit=utility_limit, batch_size=32)
+    s = qa["sets"]
+    return SweepPoint(alpha, s["forget_probe"]["rougeL_recall"], s["forget_probe"]["prob"], s["retain"]["rougeL_recall"],
+                      s["retain"]["refusal_rate"], util["accuracy"])
+
+
+def sweep(finetuned, tokenizer, base_dir: str | Path | None, alphas: Sequence[float], probe: list[QARecord],
+          retain: list[QARecord], max_new_tokens: int = 48, utility_limit: int | None = None) -> list[SweepPoint]:
+    """Measure every α (the model's weights end at p_f again)."""
+    from .progress import console
+
+    interp = Interpolator(finetuned, base_dir)
+    points = []
+    for a in alphas:
+        console.print(f"[bold]α = {a:.2f}[/]")
+        interp.set(a)
+        points.append(measure_point(finetuned, tokenizer, a, probe, retain, max_new_tokens, utility_limit))
+    interp.set(1.0)
+    return points
+
+
+def curve_table(points: Sequence[SweepPoint], chosen: float | None = None):
+    from .eval.report import Table, fmt
+
+    rows = [[f"{p.alpha:.2f}{' *' if chosen is not None and p.alpha == chosen else ''}", fmt(p.probe_rouge, 100), fmt(p.probe_prob, 100),
+             fmt(p.retain_rouge, 100), fmt(p.retain_refusal, 100), fmt(p.utility, 100)] for p in points]
+    return Table("α sweep: p_u = α·p_f + (1−α)·p_θ (%)",
+                 ["α", "Probe ROUGE-L", "Probe prob", "Retain ROUGE-L", "Retain over-refusal", "Utility acc"], rows,
+                 ["Probe = held-out paraphrases of the forget questions (lower = more forgotten).",
+                  "* = automatically selected α."] if chosen is not None else
+                 ["Probe = held-out paraphrases of the forget questions (lower = more forgotten)."])
+
+
+def plot_curve(points: Sequence[SweepPoint], path: Path, chosen: float | None = None) -> None:
+    """The trade-off curve as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [p.alpha for p in points]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for attr, label in [("probe_rouge", "forget probe ROUGE-L"), ("probe_prob", "forget probe prob"),
+                        ("retain_rouge", "retain ROUGE-L"), ("retain_refusal", "retain over-refusal"), ("utility", "utility acc")]:
+        ax.plot(xs, [getattr(p, attr) * 100 for p in points], marker="o", label=label)
+    if chosen is not None:
+        ax.axvline(chosen, color="gray", linestyle="--", label=f"auto α = {chosen:.2f}")
+    ax.set_xlabel("α (weight of the fine-tuned model)")
+    ax.set_ylabel("%")
+    ax.set_title("Parameter averaging trade-off")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def report(points: Sequence[SweepPoint], out: Path, chosen: float | None, rule: str | None, extra: dict[str, Any]) -> None:
+    """Write sweep.json, sweep.md and sweep.png into ``out`` and print the table."""
+    from .atomic import write_json, write_text
+    from .eval.report import markdown, print_table
+
+    table = curve_table(points, chosen)
+    write_json(out / "sweep.json", {"points": [p.as_dict() for p in points], "chosen_alpha": chosen, "rule": rule, **extra})
+    write_text(out / "sweep.md", markdown(table) + (f"\nAuto-selected α = {chosen} ({rule})\n" if chosen is not None else ""))
+    plot_curve(points, out / "sweep.png", chosen)
+    print_table(table)
+
+
+def resolve_probe(finetuned_dir: Path, probe: str | None, forget: str | None) -> tuple[list[QARecord], str]:
+    """Held-out probe items: ``--probe``, else the run's probe.jsonl, else TOFU-style paraphrased questions."""
+    from .data.records import load_qa
+
+    if probe:
+        return load_qa(probe), str(probe)
+    for cand in (finetuned_dir / "probe.jsonl", finetuned_dir.parent / "probe.jsonl"):
+        if cand.exists():
+            return load_qa(cand), str(cand)
+    if forget:
+        recs = load_qa(forget)
+        para = [QARecord(r.extra["paraphrased_question"], r.answer) for r in recs if isinstance(r.extra.get("paraphrased_question"), str)]
+        if para:
+            return para, f"{forget} (paraphrased_question)"
+    raise ConfigError("no held-out probe found: pass --probe QA_FILE (or a run dir with probe.jsonl, or --forget with paraphrased_question)")
+
+
+def retain_probe(base_model, tokenizer, base_spec: str, retain: str | None, limit: int | None = None) -> tuple[list[QARecord], str]:
+    """Retain items: ``--retain``, else the built-in anchor questions with the base model's answers."""
+    from .anchor import anchor_set
+    from .data.records import load_qa
+    from .models import cached_model_dir
+
+    if retain:
+        return load_qa(retain)[:limit or None], str(retain)
+    return anchor_set(base_model, tokenizer, cached_model_dir(base_spec))[:limit or None], "built-in anchor (base model answers)"
