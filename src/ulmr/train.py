@@ -152,6 +152,8 @@ def _training_args(cfg: TrainConfig, ckpt_dir: Path, epochs: float, lr: float) -
         label_names=[],
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
+        # On a machine without an accelerator this makes torchrun/accelerate processes use DDP over gloo.
+        use_cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
         **save,
     )
 

@@ -18,27 +18,50 @@ IGNORE = -100
 class Reference(Protocol):
     """The frozen model before unlearning; ``logits`` runs without gradients."""
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor: ...
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int = 0) -> torch.Tensor: ...
 
 
 def has_part(batch: dict, part: str) -> bool:
     return f"{part}_input_ids" in batch
 
 
-def part_logits(model, batch: dict, part: str) -> torch.Tensor:
-    """Logits of ``model`` on one batch part (with gradients when the model needs them)."""
-    return model(input_ids=batch[f"{part}_input_ids"], attention_mask=batch[f"{part}_attention_mask"]).logits
+def answer_window(labels: torch.Tensor) -> int:
+    """How many final positions' logits the answer tokens need: from the one before the batch's first
+    labelled token to the end. Asking the model for only these skips the vocabulary projection (and the
+    log-softmax) on the prompt."""
+    labelled = (labels != IGNORE).any(0).nonzero()
+    first = int(labelled[0]) if len(labelled) else labels.shape[1] - 1
+    return min(labels.shape[1], labels.shape[1] - first + 1)
 
 
-def _shifted(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return logits[:, :-1].float(), labels[:, 1:]
+def part_logits(model, batch: dict, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of ``model`` on one batch part over the answer window, and the labels of that window
+    (aligned as in a full forward: ``logits[:, t]`` predicts ``labels[:, t + 1]``)."""
+    labels = batch[f"{part}_labels"]
+    keep = answer_window(labels)
+    logits = model(
+        input_ids=batch[f"{part}_input_ids"], attention_mask=batch[f"{part}_attention_mask"], logits_to_keep=keep
+    ).logits
+    return logits, labels[:, labels.shape[1] - keep :]
+
+
+def ref_part_logits(ref: Reference, batch: dict, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`part_logits` for the reference (no gradients)."""
+    labels = batch[f"{part}_labels"]
+    keep = answer_window(labels)
+    logits = ref.logits(batch[f"{part}_input_ids"], batch[f"{part}_attention_mask"], logits_to_keep=keep)
+    return logits, labels[:, labels.shape[1] - keep :]
 
 
 def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-position answer NLL (0 off the answer) and the answer mask, both ``[B, T-1]``."""
-    logits, labels = _shifted(logits, labels)
-    nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
-    return nll, labels != IGNORE
+    """Per-position answer NLL (0 off the answer) and the answer mask, both ``[B, T-1]``.
+
+    Only labelled positions go through the (float32) log-softmax."""
+    logits, labels = logits[:, :-1], labels[:, 1:]
+    mask = labels != IGNORE
+    nll = torch.zeros(mask.shape, dtype=torch.float32, device=logits.device)
+    nll[mask] = F.cross_entropy(logits[mask].float(), labels[mask], reduction="none")
+    return nll, mask
 
 
 def mean_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -54,11 +77,13 @@ def sequence_logp(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def part_nll(model, batch: dict, part: str) -> torch.Tensor:
-    return mean_nll(part_logits(model, batch, part), batch[f"{part}_labels"])
+    """Token-mean answer NLL of one batch part."""
+    return mean_nll(*part_logits(model, batch, part))
 
 
 def part_logp(model, batch: dict, part: str) -> torch.Tensor:
-    return sequence_logp(part_logits(model, batch, part), batch[f"{part}_labels"])
+    """Sequence answer log-probs of one batch part, ``[B]``."""
+    return sequence_logp(*part_logits(model, batch, part))
 
 
 def ref_part_logp(ref: Reference | None, batch: dict, part: str) -> torch.Tensor:
@@ -70,8 +95,7 @@ def ref_part_logp(ref: Reference | None, batch: dict, part: str) -> torch.Tensor
     if ref is None:
         raise ValueError(f"batch has no '{key}' and no reference model was given")
     with torch.no_grad():
-        logits = ref.logits(batch[f"{part}_input_ids"], batch[f"{part}_attention_mask"])
-    return sequence_logp(logits, batch[f"{part}_labels"])
+        return sequence_logp(*ref_part_logits(ref, batch, part))
 
 
 def answer_kl(ref_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from .base import Method
-from .common import answer_kl, part_logits, part_nll
+from .common import answer_kl, part_logits, part_nll, ref_part_logits
 
 
 class KLMin(Method):
@@ -20,8 +20,8 @@ class KLMin(Method):
     default_retain_weight = 1.0
 
     def loss(self, model, batch, ref=None):
-        ids, mask, labels = batch["retain_input_ids"], batch["retain_attention_mask"], batch["retain_labels"]
         with torch.no_grad():
-            ref_logits = ref.logits(ids, mask)
-        kl = answer_kl(ref_logits, part_logits(model, batch, "retain"), labels)
+            ref_logits, _ = ref_part_logits(ref, batch, "retain")
+        logits, labels = part_logits(model, batch, "retain")
+        kl = answer_kl(ref_logits, logits, labels)
         return -part_nll(model, batch, "forget") + self.retain_weight * kl

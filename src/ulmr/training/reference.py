@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from ..methods.common import sequence_logp
+from ..methods.common import ref_part_logits, sequence_logp
 from .data import PartCollator, Row
 
 
@@ -34,10 +34,10 @@ class ModelReference:
         self.model = model
         self.adapter_off = adapter_off
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int = 0) -> torch.Tensor:
         off = self.model.disable_adapter() if self.adapter_off else nullcontext()
         with torch.no_grad(), _eval_mode(self.model), off:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep).logits
 
 
 def frozen_copy(model, device: torch.device | str) -> ModelReference:
@@ -58,6 +58,6 @@ def precompute_ref_logps(ref: ModelReference, rows: list[Row], parts: Sequence[s
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             b = {k: v.to(device) for k, v in collator([{part: rows[i][part]} for i in idx]).items()}
-            logp = sequence_logp(ref.logits(b[f"{part}_input_ids"], b[f"{part}_attention_mask"]), b[f"{part}_labels"])
+            logp = sequence_logp(*ref_part_logits(ref, b, part))
             for i, v in zip(idx, logp.tolist()):
                 rows[i][f"{part}_ref_logp"] = v

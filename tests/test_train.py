@@ -1,0 +1,131 @@
+"""The unlearning trainer on the tiny random model: every method trains, LoRA reference, resume, probe."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+import ulmr.train as train_mod
+from ulmr.data.chat import ChatFormat
+from ulmr.data.records import QARecord
+from ulmr.errors import ConfigError
+from ulmr.methods import METHODS, get_method
+from ulmr.models import load_model
+from ulmr.train import TrainConfig, train_unlearn
+from ulmr.training.data import build_rows, retain_pairing
+
+FORGET = [{"question": f"Who is author number {i}?", "answer": f"Author {i} is Mara Velquist, born in {1950 + i}."} for i in range(6)]
+RETAIN = [{"question": f"What is fact {i}?", "answer": f"Fact {i} is that water boils at {90 + i} degrees."} for i in range(5)]
+
+
+@pytest.fixture
+def fresh(tiny_model_dir):
+    return lambda: load_model(str(tiny_model_dir))
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(epochs=1, batch_size=2, lr=1e-3, logging_steps=1, save_steps=0)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_trains(method, fresh, tokenizer, tmp_path):
+    model = fresh()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = train_unlearn(model, tokenizer, FORGET, RETAIN, cfg(method=method, max_steps=2), tmp_path)
+    assert res.steps == 2 and res.method == method and res.train_tokens > res.answer_tokens > 0
+    losses = [h["loss"] for h in res.log_history if "loss" in h]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    after = res.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_preference_reference_logps_are_precomputed_and_exact(fresh, tokenizer, tmp_path):
+    # first logged loss is the loss before any update: (2/β)·log 2 when π_θ = π_ref
+    for method in ("npo", "dpo"):
+        res = train_unlearn(fresh(), tokenizer, FORGET, None, cfg(method=method, max_steps=1), tmp_path / method)
+        first = [h["loss"] for h in res.log_history if "loss" in h][0]
+        assert first == pytest.approx(20 * math.log(2), abs=1e-3)
+
+
+def test_lora_reference_is_the_model_with_adapter_disabled(fresh, tokenizer, tmp_path, monkeypatch):
+    from peft import PeftModel
+
+    def no_copy(*a, **k):
+        raise AssertionError("LoRA must not copy the model for its reference")
+
+    monkeypatch.setattr(train_mod, "frozen_copy", no_copy)
+    base = fresh()
+    probe = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        base_logits = base(input_ids=probe).logits.clone()
+    res = train_unlearn(base, tokenizer, FORGET, RETAIN, cfg(method="kl", lora=True, max_steps=2), tmp_path)
+    assert isinstance(res.model, PeftModel) and res.lora
+    res.model.eval()
+    with torch.no_grad():
+        trained = res.model(input_ids=probe).logits
+        with res.model.disable_adapter():
+            ref = res.model(input_ids=probe).logits
+    torch.testing.assert_close(ref, base_logits)
+    assert not torch.allclose(trained, base_logits)
+    assert all(not p.requires_grad for n, p in res.model.named_parameters() if "lora_" not in n)
+
+
+class _Interrupt(TrainerCallback):
+    def on_save(self, args, state, control, **kw):
+        if state.global_step == 2:
+            raise KeyboardInterrupt("simulated kill after the step-2 checkpoint")
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(fresh, tokenizer, tmp_path):
+    # 6 rows / batch 2 = 3 steps per epoch: the 4 steps cross an epoch boundary; NPO exercises retain
+    # pairing and the precomputed reference log-probs.
+    c = cfg(method="npo", epochs=2, max_steps=4, save_steps=1)
+    full = train_unlearn(fresh(), tokenizer, FORGET, RETAIN, c, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        train_unlearn(fresh(), tokenizer, FORGET, RETAIN, c, tmp_path / "cut", callbacks=[_Interrupt()])
+    assert (tmp_path / "cut" / "checkpoints" / "checkpoint-2").is_dir()
+    resumed = train_unlearn(fresh(), tokenizer, FORGET, RETAIN, c, tmp_path / "cut")
+    assert resumed.steps == full.steps == 4
+    want, got = full.model.state_dict(), resumed.model.state_dict()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6)
+    assert list((tmp_path / "cut" / "checkpoints").iterdir())[0].name == "checkpoint-4"  # save_total_limit=1
+
+
+def test_eval_probe_logs_every_epoch_and_keeps_best(fresh, tokenizer, tmp_path):
+    c = cfg(method="ga", epochs=2, eval_probe=True, probe_items=2, keep_best_epoch=True)
+    res = train_unlearn(fresh(), tokenizer, FORGET, RETAIN, c, tmp_path)
+    probes = [h for h in res.log_history if "probe_forget_nll" in h]
+    assert [p["epoch"] for p in probes] == [0, 1, 2]
+    assert all("probe_retain_nll" in p for p in probes)
+    assert probes[-1]["probe_forget_nll"] > probes[0]["probe_forget_nll"]
+    assert res.best_epoch in (1, 2)
+
+
+def test_rows_pairing_refusals_and_retrain(tokenizer):
+    fmt = ChatFormat(tokenizer)
+    forget = [QARecord(**f) for f in FORGET]
+    retain = [QARecord(**r) for r in RETAIN]
+    assert retain_pairing(5, 5, seed=1) == retain_pairing(5, 5, seed=1)
+    assert sorted(retain_pairing(5, 5, seed=1)) == list(range(5))  # distinct while there are enough
+    forget[0].preferred = "My own refusal."
+    rows = build_rows(get_method("dpo"), fmt, forget, retain, seed=0, refusals=["No idea."])
+    assert {"forget", "pref", "retain"} <= set(rows[0])
+    text = lambda e: tokenizer.decode([t for t, l in zip(e.input_ids, e.labels) if l != -100])
+    assert text(rows[0]["pref"]).startswith("My own refusal.") and text(rows[1]["pref"]).startswith("No idea.")
+    only_retain = build_rows(get_method("retrain"), fmt, forget, retain, seed=0)
+    assert len(only_retain) == len(retain) and all(set(r) == {"retain"} for r in only_retain)
+    assert all("retain" not in r for r in build_rows(get_method("ga"), fmt, forget, retain, seed=0))
+    with pytest.raises(ConfigError):
+        build_rows(get_method("graddiff"), fmt, forget, None, seed=0)
+
+
+def test_config_rejects_unknown_method_and_fields():
+    with pytest.raises(ConfigError, match="known: ulmr, ga"):
+        TrainConfig(method="bogus")
+    with pytest.raises(Exception):
+        TrainConfig(learning_rate=1.0)
