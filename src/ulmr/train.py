@@ -199,7 +199,7 @@ def train_unlearn(
         probe = EpochProbe(
             fmt, forget_recs[: cfg.probe_items], retain_recs[: cfg.probe_items], tokenizer.pad_token_id,
             rouge=cfg.probe_rouge, keep_best=cfg.keep_best_epoch,
-            require_forget_rise=method.uses_forget and method.name != "ulmr", min_forget_rise=cfg.probe_min_forget_rise,
+            require_forget_rise=method.forget_nll_rises, min_forget_rise=cfg.probe_min_forget_rise,
         )
     trainer = UnlearnTrainer(
         model=model,

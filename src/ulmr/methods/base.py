@@ -27,6 +27,7 @@ class Method:
     needs_ref_model: ClassVar[bool] = False
     ref_logp_parts: ClassVar[tuple[str, ...]] = ()
     needs_preferred: ClassVar[bool] = False
+    forget_nll_rises: ClassVar[bool] = True  # False where the forget answers are learned (ULMR's D_fr)
     # documented defaults
     lr: ClassVar[float] = 1e-5
     epochs: ClassVar[float] = 3.0

@@ -12,6 +12,7 @@ class Retrain(Method):
     name = "retrain"
     uses_forget = False
     retain = "required"
+    forget_nll_rises = False
     lr = 1e-5
     epochs = 5.0
 

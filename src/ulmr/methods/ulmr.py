@@ -12,6 +12,7 @@ class ULMR(Method):
 
     name = "ulmr"
     retain = "optional"
+    forget_nll_rises = False
     lr = 1e-5
     epochs = 3.0
     default_retain_weight = 1.0

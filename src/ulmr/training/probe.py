@@ -3,8 +3,9 @@
 Logged as ``probe_forget_nll`` / ``probe_retain_nll`` (``probe_*_rougeL``) in the log history, once
 before training (epoch 0) and after every epoch. With ``keep_best``, the trainable weights of the best
 epoch are restored at the end. Criterion: among the epochs whose forget NLL rose by at least
-``min_forget_rise`` nats over the start (dropped for methods whose forget answers are learned, ULMR and
-retrain), the one whose retain NLL increased least; the last epoch when none qualifies.
+``min_forget_rise`` nats over the start (dropped for methods with ``forget_nll_rises = False``: ULMR,
+whose forget answers are learned, and retrain), the one whose retain NLL increased least; the last
+epoch when none qualifies. The start is measured when this call begins (after a resume: at the checkpoint).
 """
 
 from __future__ import annotations
