@@ -85,8 +85,8 @@ def test_relearning_runs_exactly_n_steps_and_leaves_the_model_alone(tiny_model_d
     on_disk = dir_hash(tiny_model_dir)
     model = load_model(str(tiny_model_dir))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    res = relearn(model, tokenizer, FORGET[:2], steps=3, lr=1e-3, batch_size=1)
-    assert res.steps == 3 and res.final_loss is not None
+    res = relearn(model, tokenizer, FORGET[:2], steps=2, lr=1e-3, batch_size=1)
+    assert res.steps == 2 and res.final_loss is not None
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert any(not torch.equal(before[k], v) for k, v in res.model.state_dict().items())
     assert dir_hash(tiny_model_dir) == on_disk
@@ -146,6 +146,7 @@ def test_recovery_ratio_and_verdicts():
     checks = verdicts(rows, ref)
     assert checks == {"direct": True, "adversarial": False, "paraphrase": None, "over_refusal": False}
     assert overall(checks) is False and overall({"direct": True, "paraphrase": None}) is True
+    assert overall({"direct": None, "over_refusal": True}) is None  # the base knows nothing: inconclusive
 
 
 def test_config_errors_name_the_option():
@@ -180,7 +181,7 @@ def test_verify_end_to_end_on_the_tiny_model(unlearned_dir, tiny_model_dir, tmp_
     on_disk = dir_hash(unlearned_dir)
     out = tmp_path / "report"
     summary = verify(unlearned_dir, str(tiny_model_dir), FORGET, retain=RETAIN, out=out, show=False,
-                     max_new_tokens=4, batch_size=8, relearn_steps=2, relearn_lr=1e-3, group_size=16)
+                     max_new_tokens=4, batch_size=8, relearn_steps=1, relearn_lr=1e-3, group_size=16)
     assert dir_hash(unlearned_dir) == on_disk, "U on disk must not change"
     for name in ("verify.json", "verify.md", "verify.png", "verify_items.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0
@@ -191,11 +192,11 @@ def test_verify_end_to_end_on_the_tiny_model(unlearned_dir, tiny_model_dir, tmp_
     assert checks[-3:] == ["relearning", "quantisation", "quantisation"]
     assert set(data["checks"]) == {"direct", "paraphrase", "adversarial", "relearning", "quantisation", "over_refusal"}
     rel = next(r for r in data["rows"] if r["check"] == "relearning")
-    assert rel["extra"]["steps_run"] == {"base": 2, "unlearned": 2} and rel["n"] == 2
+    assert rel["extra"]["steps_run"] == {"base": 1, "unlearned": 1} and rel["n"] == 2
     assert data["sources"]["paraphrase"].endswith("probe.jsonl")
     assert data["over_refusal"]["n"] == len(RETAIN)
     md = (out / "verify.md").read_text()
-    assert "| over-refusal |" in md and "prefix_injection" in md and "2 optimizer steps" in md
+    assert "| over-refusal |" in md and "prefix_injection" in md and "1 optimizer steps" in md
     assert (out / "verify.png").read_bytes()[:4] == b"\x89PNG"
 
 

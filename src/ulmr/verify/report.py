@@ -7,6 +7,7 @@ from typing import Any
 
 from ..atomic import write_json, write_text
 from ..eval.report import Table, fmt, markdown, print_table
+from ..eval.rwku import QA_PROMPT
 from ..progress import console
 
 FILES = {"json": "verify.json", "items": "verify_items.json", "markdown": "verify.md", "png": "verify.png"}
@@ -14,8 +15,16 @@ HEADER = ["Check", "Condition", "n", "Base ROUGE-L R (%)", "Unlearned ROUGE-L R 
           "Unlearned prob (%)", "Recovery", "Result"]
 
 
+WRAPPER = QA_PROMPT.split("\n", 1)[0]  # shown once in the notes, not in every example
+
+
 def _verdict(passed: bool | None) -> str:
     return "n/a" if passed is None else ("PASS" if passed else "FAIL")
+
+
+def overall_word(passed: bool | None) -> str:
+    """PASS / FAIL, or INCONCLUSIVE when the base itself shows no forget knowledge."""
+    return "INCONCLUSIVE" if passed is None else ("PASS" if passed else "FAIL")
 
 
 def verify_table(summary: dict[str, Any]) -> Table:
@@ -32,12 +41,13 @@ def verify_table(summary: dict[str, Any]) -> Table:
         f"Recovery = (unlearned - floor) / (base - floor) by ROUGE-L recall, base measured under the same condition; "
         f"a knowledge check passes when recovery <= {s['threshold']:g}; n/a when the base itself scores <= floor.",
         f"Over-refusal passes when the refusal rate rises by <= {s['refusal_threshold'] * 100:g} points.",
-        f"Relearning: {s['relearn_steps']} optimizer steps (AdamW, constant lr {s['relearn_lr']:g}, batch {s['relearn_batch_size']}) "
-        f"of plain NLL on half of the forget set, measured on the other half; the same procedure on the base gives the denominator"
+        f"Relearning: {s['relearn_steps']} optimizer steps (AdamW, constant lr {s['relearn_lr']:g}, batch {min(s['relearn_batch_size'], len(summary['relearning']['train_items']))}) "
+        f"of plain NLL on {len(summary['relearning']['train_items'])} items (half of the forget set), measured on the other half; the same procedure on the base gives the denominator"
         + (f"; floor = the reference model {summary['reference_model']} after the same procedure" if summary.get("reference_model") else "; floor 0")
         + (f"; unlearned before relearning: {fmt(rel['extra']['unlearned_before'], 100)}%." if rel else "."),
         f"Quantisation: round-to-nearest, group-wise symmetric, group size {s['group_size']}, every Linear weight except lm_head; "
         "the base is quantised the same way for the denominator.",
+        f"Adversarial prompts: RWKU's attack types built by template (ulmr.verify.attacks), in RWKU's probe wrapper '{WRAPPER}'.",
         f"Paraphrases: {summary['sources']['paraphrase']}. Greedy answers, at most {s['max_new_tokens']} new tokens.",
     ]
     return Table(f"ulmr verify: {summary['model']} vs base {summary['base']}", HEADER, rows, notes)
@@ -49,19 +59,19 @@ def examples_table(items: dict[str, Any], n: int = 1) -> Table:
     base, unl = items.get("base", {}), items.get("unlearned", {})
     for cond, recs in unl.items():
         for b, u in list(zip(base.get(cond, []), recs))[:n]:
-            q = u["question"].replace("\n", " ")
-            rows.append([cond, q if len(q) <= 90 else q[:87] + "...", _cell(b.get("generated")), _cell(u.get("generated"))])
+            q = u["question"].replace(WRAPPER, "").replace("\n", " ").strip()
+            rows.append([cond, _cell(q, 160), _cell(b.get("generated")), _cell(u.get("generated"))])
     return Table("Examples (first item of each condition)", ["Condition", "Prompt", "Base answer", "Unlearned answer"], rows)
 
 
-def _cell(text: str | None) -> str:
+def _cell(text: str | None, width: int = 120) -> str:
     t = (text or "").replace("\n", " ").replace("|", "/")
-    return t if len(t) <= 120 else t[:117] + "..."
+    return t if len(t) <= width else t[: width - 3] + "..."
 
 
 def verify_markdown(summary: dict[str, Any], items: dict[str, Any]) -> str:
     """The whole report as Markdown."""
-    verdict = "PASS" if summary["passed"] else "FAIL"
+    verdict = overall_word(summary["passed"])
     checks = ", ".join(f"{k} {_verdict(v)}" for k, v in summary["checks"].items())
     head = [f"# ulmr verify: {verdict}", "",
             f"- unlearned model: `{summary['model']}`", f"- base model: `{summary['base']}`",
@@ -93,7 +103,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("forget ROUGE-L recall (%)")
     ax.set_ylim(0, 115)
     o = summary["over_refusal"]
-    ax.set_title(f"ulmr verify ({'PASS' if summary['passed'] else 'FAIL'}): recovery ratio above each pair "
+    ax.set_title(f"ulmr verify ({overall_word(summary['passed'])}): recovery ratio above each pair "
                  f"(pass <= {summary['settings']['threshold']:g}); over-refusal {o['rise'] * 100:+.1f} pts", fontsize=9)
     ax.legend()
     fig.tight_layout()
@@ -115,6 +125,7 @@ def write_verify_report(out: str | Path, summary: dict[str, Any], items: dict[st
     write_json(paths["json"], summary)
     if show:
         print_table(verify_table(summary))
-        console.print(f"verify: {'[green]PASS[/green]' if summary['passed'] else '[red]FAIL[/red]'}  "
+        color = {True: "green", False: "red"}.get(summary["passed"], "yellow")
+        console.print(f"verify: [{color}]{overall_word(summary['passed'])}[/{color}]  "
                       f"report written to {out}", highlight=False)
     return paths

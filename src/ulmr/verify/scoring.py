@@ -107,6 +107,9 @@ def verdicts(rows: Iterable[Row], refusal: OverRefusal | None) -> dict[str, bool
     return out
 
 
-def overall(checks: dict[str, bool | None]) -> bool:
-    """All measurable checks pass."""
+def overall(checks: dict[str, bool | None]) -> bool | None:
+    """True when every measurable check passes; None when no knowledge check was measurable (the base
+    shows no forget knowledge under any condition, so there is nothing to verify)."""
+    if all(v is None for k, v in checks.items() if k != "over_refusal"):
+        return None
     return all(v for v in checks.values() if v is not None)
