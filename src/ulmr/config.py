@@ -45,7 +45,7 @@ class UnlearnConfig(GenerationOptions):
     base: Optional[str] = Field(None, description="base model for 'retrain' when --model is a fine-tuned target")
     alpha: Union[float, Literal["auto"], None] = Field(None, description="averaging weight; default 0.5 for ulmr, none for other methods")
     allow_extrapolation: bool = False
-    epochs: float = Field(3.0, gt=0)
+    epochs: Optional[float] = Field(None, gt=0, description="training epochs (default: the method's)")
     lr: Optional[float] = Field(None, gt=0)
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)

@@ -32,7 +32,7 @@ GEN_TOKENS = typer.Option(64, help="Max new tokens per generated rewrite or nega
 GEN_BS = typer.Option(32, help="Generation batch size (local backend).")
 ALPHA = typer.Option(None, help="Averaging weight a in p_u = a*p_f + (1-a)*p_base (0 < a <= 1); default 0.5 for ulmr, no averaging for other methods.")
 EXTRAP = typer.Option(False, help="Allow a > 1 (task-vector extrapolation).")
-EPOCHS = typer.Option(3.0, help="Training epochs.")
+EPOCHS = typer.Option(None, help="Training epochs (default: the method's).")
 LR = typer.Option(None, help="Learning rate (default: the method's).")
 BS = typer.Option(4, help="Per-device batch size.")
 ACCUM = typer.Option(1, help="Gradient accumulation steps.")
@@ -60,7 +60,7 @@ def unlearn_cmd(
     openai_model: Optional[str] = OAI_MODEL, api_key_env: str = KEY_ENV, temperature: float = TEMP,
     max_new_tokens: int = GEN_TOKENS, gen_batch_size: int = GEN_BS,
     alpha: Optional[str] = ALPHA, allow_extrapolation: bool = EXTRAP,
-    epochs: float = EPOCHS, lr: Optional[float] = LR, batch_size: int = BS, grad_accum: int = ACCUM,
+    epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, batch_size: int = BS, grad_accum: int = ACCUM,
     max_steps: int = MAX_STEPS, max_length: int = MAXLEN, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
     keep_finetuned: bool = KEEP, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
     trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE,
@@ -117,7 +117,7 @@ def train_cmd(
     forget: str = typer.Option(..., "--data", "--forget", "-f", help="Training forget-side data: D_fr (for ulmr) or the forget set."),
     out: Path = OUT, question_field: str = QFIELD, answer_field: str = AFIELD,
     retain: Optional[str] = RETAIN, anchor: str = ANCHOR, method: str = METHOD, base: Optional[str] = BASE,
-    epochs: float = EPOCHS, lr: Optional[float] = LR, batch_size: int = BS, grad_accum: int = ACCUM,
+    epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, batch_size: int = BS, grad_accum: int = ACCUM,
     max_steps: int = MAX_STEPS, max_length: int = MAXLEN, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
     overwrite: bool = OVERWRITE, fresh: bool = FRESH, trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE,
     config: Optional[Path] = CONFIG_OPTION,

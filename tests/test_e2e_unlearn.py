@@ -1,0 +1,69 @@
+"""End to end with the real embedded model on 3 items (the slow part of the suite, ~2-4 min on 2 cores)."""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from ulmr import unlearn
+    from ulmr.paths import resources_dir
+
+    src = resources_dir() / "demo" / "forget.jsonl"
+    rows = [json.loads(l) for l in src.read_text().splitlines()[:3]]
+    tmp = tmp_path_factory.mktemp("e2e")
+    forget = tmp / "forget.jsonl"
+    forget.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # A short, strong schedule keeps the test fast; the shipped defaults are exercised by `make demo`.
+    result = unlearn("smollm2-135m", forget, tmp / "out", num_rewrites=2, epochs=2, lr=1e-4, max_new_tokens=40, seed=0)
+    return result, rows
+
+
+def test_output_is_a_loadable_hf_model(run):
+    from transformers import AutoModelForCausalLM
+
+    result, _ = run
+    names = {p.name for p in result.out.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "ulmr_run.json", "d_fr.jsonl", "probe.jsonl"} <= names
+    assert not any(n.endswith(".bin") for n in names)
+    assert AutoModelForCausalLM.from_pretrained(result.out) is not None
+
+
+def test_d_fr_rows_and_no_key_span_leak(run):
+    from ulmr.generate.filters import key_span, leaked_terms
+
+    result, rows = run
+    dfr = [json.loads(l) for l in (result.out / "d_fr.jsonl").read_text().splitlines()]
+    assert len(dfr) == len(rows) * 3
+    for r in dfr:
+        src = rows[r["source_index"]]
+        assert not leaked_terms(r["answer"], key_span(src["question"], src["answer"])), r
+    counts = json.loads((result.out / "ulmr_run.json").read_text())["counts"]
+    assert counts["d_fr_rows"] == 9 and "fallback_negatives" in counts and "rejected" in counts
+
+
+def test_greedy_answer_changes(run):
+    from ulmr.data.chat import ChatFormat
+    from ulmr.eval.engines import generate
+    from ulmr.models import load
+
+    result, rows = run
+    q = rows[0]["question"]
+    answers = []
+    for spec in ("smollm2-135m", str(result.out)):
+        m, tok = load(spec)
+        answers.append(generate(m, tok, [ChatFormat(tok).prompt_ids(q)], max_new_tokens=30)[0])
+    assert "Rowling" in answers[0]
+    assert answers[1] != answers[0] and "Rowling" not in answers[1]
+
+
+def test_run_record(run):
+    result, _ = run
+    rec = json.loads((result.out / "ulmr_run.json").read_text())
+    assert rec["alpha"] == 0.5 and rec["inputs"]["retain"]["source"] == "builtin-anchor"
+    assert rec["inputs"]["forget"]["sha256"] and rec["versions"]["torch"]
+    assert rec["counts"]["forget_items"] == 3 and rec["training"]["steps"] > 0
+    assert set(rec["timings_s"]) >= {"generation", "training", "averaging", "saving", "total"}
