@@ -1,0 +1,52 @@
+"""End-to-end ULMR vs GradDiff with the same number of optimizer steps: wall-time ratio, and the share
+of ULMR's time spent in the generation stage (goal <= 30%). Also reports the generation stage's
+throughput (D_fr rows per second).
+
+usage: python bench/e2e_ulmr_vs_graddiff.py [--items 10] [--steps 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("ULMR_QUIET", "1")
+
+from ulmr import unlearn  # noqa: E402
+from ulmr.data.records import load_qa, save_qa  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/tofu/forget01.jsonl"))
+    ap.add_argument("--out", default="docs/results/perf_e2e.json")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        forget = Path(d) / "forget.jsonl"
+        save_qa(forget, load_qa(args.data)[: args.items])
+        runs = {}
+        for method in ("ulmr", "graddiff"):
+            t = time.perf_counter()
+            res = unlearn("smollm2-135m", forget, Path(d) / method, method=method, max_steps=args.steps, alpha=0.5 if method == "ulmr" else None)
+            runs[method] = {"wall_s": round(time.perf_counter() - t, 1), "timings_s": res.record["timings_s"], "counts": res.record["counts"]}
+    u, g = runs["ulmr"], runs["graddiff"]
+    gen = u["timings_s"].get("generation", 0.0)
+    out = {
+        "date": time.strftime("%Y-%m-%d"), "items": args.items, "optimizer_steps": args.steps, "runs": runs,
+        "time_ratio_ulmr_over_graddiff": round(u["wall_s"] / g["wall_s"], 2),
+        "generation_share_of_ulmr": round(gen / u["timings_s"]["total"], 3),
+        "generation_rows_per_s": round(u["counts"]["d_fr_rows"] / gen, 2) if gen else None,
+        "command": f"python bench/e2e_ulmr_vs_graddiff.py --items {args.items} --steps {args.steps}",
+    }
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
