@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import platform
 import shutil
 import time
@@ -188,6 +189,9 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
     if isinstance(alpha, float):
         check_alpha(alpha, cfg.allow_extrapolation)
     records = load_qa(cfg.forget, cfg.question_field, cfg.answer_field)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and cfg.method == "ulmr" and generate_dfr:
+        raise ConfigError("under accelerate launch, build D_fr first with `ulmr generate`, then run `ulmr train --data D_FR.jsonl`")
     work = work_dir_for(cfg.out)
     if cfg.fresh and work.exists():
         shutil.rmtree(work)
@@ -265,6 +269,8 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
         "training": {"steps": trained.steps, "seconds": trained.seconds, "train_tokens": trained.train_tokens,
                      "lora": cfg.lora, "config": tcfg.model_dump(mode="json")},
     }
+    if not trained.is_main_process:
+        return RunResult(cfg.out, record)  # under accelerate launch only the main process writes
     t = time.time()
     with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
         save_model(model, tokenizer, tmp)
