@@ -1,0 +1,116 @@
+"""``ulmr bench tofu`` / ``ulmr bench rwku``: the seed paper's tables reproduced with one command each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from pydantic import ValidationError
+
+from ..errors import ConfigError
+from .common import validation_message
+
+bench_app = typer.Typer(help="Benchmark protocols: TOFU (fine-tune, unlearn, evaluate) and RWKU (per target).", no_args_is_help=True)
+
+
+def _csv(value: str, flag: str) -> list[str]:
+    items = [x.strip() for x in value.split(",") if x.strip()]
+    if not items:
+        raise ConfigError(f"{flag}: give a comma-separated list")
+    return items
+
+
+def _ints(value: str, flag: str) -> list[int]:
+    try:
+        return [int(x) for x in _csv(value, flag)]
+    except ValueError:
+        raise ConfigError(f"{flag}: expected comma-separated integers, got '{value}'") from None
+
+
+def _build(model_cls, **values):
+    try:
+        return model_cls(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as e:
+        raise ConfigError(validation_message(e)) from e
+
+
+def _threads(threads: Optional[int]) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@bench_app.command("tofu")
+def tofu_cmd(
+    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Base model to fine-tune (id, dir, .gguf or smollm2-135m)."),
+    data: str = typer.Option(..., "--data", help="TOFU data directory (forget01.jsonl, retain99.jsonl, *_perturbed.jsonl ...) or hub id locuslab/TOFU."),
+    forget_split: str = typer.Option("forget01", "--forget-split", help="forget01, forget05 or forget10."),
+    methods: str = typer.Option("ulmr,ga,kl,dpo,npo,graddiff,retrain", "--methods", help="Comma-separated methods ('retrain' = the cached retain model)."),
+    scale: str = typer.Option("mini", "--scale", help="mini (laptop: 8 retain authors, capped evaluation) or full (the paper's protocol, GPUs)."),
+    seeds: int = typer.Option(1, "--seeds", help="Unlearning runs per method (seeds 0..N-1); the table shows mean and spread."),
+    out: Path = typer.Option(Path("runs/bench/tofu"), "--out", "-o", help="Output directory; rerunning into it resumes."),
+    train_retain: Optional[int] = typer.Option(None, help="Retain QA in the training set (mini: 160)."),
+    eval_forget: Optional[int] = typer.Option(None, help="Forget items evaluated (mini: 40)."),
+    eval_retain: Optional[int] = typer.Option(None, help="Retain items evaluated (mini: 40)."),
+    eval_real_authors: Optional[int] = typer.Option(None, help="Real Authors items evaluated (mini: 50)."),
+    eval_world_facts: Optional[int] = typer.Option(None, help="World Facts items evaluated (mini: 50)."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Greedy tokens per answer (mini: 64, full: 200)."),
+    ft_lr: Optional[float] = typer.Option(None, help="Target/retain fine-tuning learning rate (mini: 3e-4, full: 1e-5)."),
+    ft_epochs: Optional[float] = typer.Option(None, help="Target/retain fine-tuning epochs (5)."),
+    ft_batch_size: Optional[int] = typer.Option(None, help="Fine-tuning batch size per device."),
+    lr: Optional[float] = typer.Option(None, help="Unlearning learning rate, every method (mini: 2e-5, full: 1e-5)."),
+    epochs: Optional[float] = typer.Option(None, help="Unlearning epochs over the forget split; fixes the step count of every method (5)."),
+    batch_size: Optional[int] = typer.Option(None, help="Unlearning batch size per device (4)."),
+    max_steps: Optional[int] = typer.Option(None, help="Unlearning optimizer steps for every method (overrides --epochs)."),
+    alpha: float = typer.Option(0.5, help="ULMR averaging weight."),
+    eval_batch_size: int = typer.Option(16, help="Evaluation batch size."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+) -> None:
+    """Fine-tune target and retain models (cached), unlearn the forget split with every method, evaluate all, write the table."""
+    from ..benchmarks.tofu_bench import TofuBenchConfig, check_config, run_tofu_bench
+
+    cfg = _build(TofuBenchConfig, model=model, data=data, forget_split=forget_split, methods=_csv(methods, "--methods"), scale=scale,
+                 seeds=seeds, out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
+                 eval_real_authors=eval_real_authors, eval_world_facts=eval_world_facts, max_new_tokens=max_new_tokens,
+                 ft_lr=ft_lr, ft_epochs=ft_epochs, ft_batch_size=ft_batch_size, lr=lr, epochs=epochs, batch_size=batch_size,
+                 max_steps=max_steps, alpha=alpha, eval_batch_size=eval_batch_size)
+    check_config(cfg)
+    _threads(threads)
+    res = run_tofu_bench(cfg)
+    typer.echo(str(res["paths"]["markdown"]))
+
+
+@bench_app.command("rwku")
+def rwku_cmd(
+    model: str = typer.Option("smollm2-135m", "--model", "-m", help="The model to unlearn from (id, dir, .gguf or smollm2-135m)."),
+    data: str = typer.Option(..., "--data", help="RWKU data directory with <N>_<Name>/ target folders."),
+    targets: str = typer.Option("111,106,31", "--targets", help="Comma-separated target numbers, each unlearned separately."),
+    methods: str = typer.Option("ulmr,ga,kl,dpo,npo", "--methods", help="Comma-separated methods (ulmr, ga, kl, dpo, npo, graddiff)."),
+    limit_train: int = typer.Option(32, "--limit-train", help="Training items per method (the same cap for every method)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate at most N items per probe set, MIA set and MMLU."),
+    utility: str = typer.Option("both", "--utility", help="easy, mmlu or both (Gen = MMLU 5-shot, Easy = built-in set)."),
+    seeds: int = typer.Option(1, "--seeds", help="Unlearning runs per method and target (seeds 0..N-1)."),
+    out: Path = typer.Option(Path("runs/bench/rwku"), "--out", "-o", help="Output directory; rerunning into it resumes."),
+    lr: float = typer.Option(1e-5, help="Unlearning learning rate, every method."),
+    epochs: float = typer.Option(3.0, help="Unlearning epochs over --limit-train items; fixes the step count of every method."),
+    batch_size: int = typer.Option(4, help="Unlearning batch size."),
+    max_steps: Optional[int] = typer.Option(None, help="Unlearning optimizer steps for every method (overrides --epochs)."),
+    alpha: float = typer.Option(0.5, help="ULMR averaging weight."),
+    eval_batch_size: int = typer.Option(16, help="Evaluation batch size."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+) -> None:
+    """Per target: evaluate the original model, unlearn with every method, evaluate; the table averages over targets."""
+    from ..benchmarks.rwku_bench import RwkuBenchConfig, run_rwku_bench
+
+    cfg = _build(RwkuBenchConfig, model=model, data=data, targets=_ints(targets, "--targets"), methods=_csv(methods, "--methods"),
+                 limit_train=limit_train, limit=limit, utility=utility, seeds=seeds, out=out, lr=lr, epochs=epochs,
+                 batch_size=batch_size, max_steps=max_steps, alpha=alpha, eval_batch_size=eval_batch_size)
+    _threads(threads)
+    res = run_rwku_bench(cfg)
+    typer.echo(str(res["paths"]["markdown"]))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
