@@ -83,7 +83,7 @@ class _Interrupt(TrainerCallback):
 def test_resume_after_interruption_equals_uninterrupted_run(fresh, tokenizer, tmp_path):
     # 6 rows / batch 2 = 3 steps per epoch: the 4 steps cross an epoch boundary; NPO exercises retain
     # pairing and the precomputed reference log-probs.
-    c = cfg(method="npo", epochs=2, max_steps=4, save_steps=1)
+    c = cfg(method="npo", epochs=2, max_steps=4, save_steps=2)
     full = train_unlearn(fresh(), tokenizer, FORGET, RETAIN, c, tmp_path / "full")
     with pytest.raises(KeyboardInterrupt):
         train_unlearn(fresh(), tokenizer, FORGET, RETAIN, c, tmp_path / "cut", callbacks=[_Interrupt()])
@@ -97,7 +97,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(fresh, tokenizer, tm
 
 
 def test_eval_probe_logs_every_epoch_and_keeps_best(fresh, tokenizer, tmp_path):
-    c = cfg(method="ga", epochs=2, eval_probe=True, probe_items=2, keep_best_epoch=True)
+    c = cfg(method="ga", epochs=2, batch_size=3, eval_probe=True, probe_items=2, keep_best_epoch=True)
     res = train_unlearn(fresh(), tokenizer, FORGET, RETAIN, c, tmp_path)
     probes = [h for h in res.log_history if "probe_forget_nll" in h]
     assert [p["epoch"] for p in probes] == [0, 1, 2]

@@ -1,4 +1,21 @@
-"""Unlearning losses, one per file, chosen by name from :mod:`.registry`."""
+"""Unlearning losses, one per file, chosen by name from :mod:`.registry`.
+
+=========  =====================================================  ========================  ======
+name       loss                                                   defaults                  retain
+=========  =====================================================  ========================  ======
+ulmr       NLL(D_fr) + λ·NLL_r                                    λ=1, lr 1e-5, 3 epochs    optional
+ga         −NLL_f                                                 lr 1e-5, 3 epochs         unused
+graddiff   −NLL_f + w·NLL_r                                       w=1, lr 1e-5, 3 epochs    required
+kl         −NLL_f + w·KL(p_ref ‖ p_θ) on retain answer tokens     w=1, lr 1e-5, 3 epochs    required
+dpo        −(2/β) log σ(β[Δ(refusal) − Δ(answer)]) + w·NLL_r      β=0.1, w=1, lr 1e-5, 3 ep optional
+npo        −(2/β) log σ(−β Δ(answer)) + w·NLL_r                   β=0.1, w=1, lr 1e-5, 3 ep optional
+retrain    NLL_r (forget rows ignored; start from the base model) lr 1e-5, 5 epochs         required
+=========  =====================================================  ========================  ======
+
+Δ(y) = log π_θ(y|x) − log π_ref(y|x), summed over answer tokens including EOS; NLL terms are token means
+over the batch. Adding a method: a file with a :class:`Method` subclass (its loss and class-attribute
+defaults) and one line in ``registry.METHODS``.
+"""
 
 from .base import Method
 from .registry import METHODS, get_method, method_class
