@@ -10,6 +10,14 @@ The prediction is the argmax of the next-token logits after the assistant's gene
 to the four letter tokens. The letters are scored *without* a leading space ("A".."D"): the letter is the
 first token of the assistant turn, and that is how :meth:`ChatFormat.encode` tokenises an answer "A"
 (for SmolLM2: ids 49..52, whereas " A" is 330). Accuracy = share of items whose argmax letter is the gold.
+
+A second scoring, :func:`mcq_cloze_predict` ("cloze", as in lm-evaluation-harness' cloze formulation and ARC
+"acc_norm"-style scoring), asks no letters: each option is scored as the assistant's answer to the bare
+question with the batched log-likelihood engine, and the prediction is the option with the highest summed
+log-likelihood of its own tokens (lm-eval's "acc": no length normalisation, and the end-of-turn token is *not*
+scored: a small model rarely stops after one word, and that term would swamp the option's own tokens).
+Very small models (SmolLM2-135M) sit at chance on the letter format even on trivial questions, but not on
+cloze; the easy utility set therefore reports both.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ from typing import Sequence
 
 import torch
 
-from ..data.chat import ChatFormat, pad
+from ..data.chat import IGNORE, ChatFormat, Encoded, pad
+from ..eval.engines import score
 from ..progress import progress_bar
 
 LETTERS = ("A", "B", "C", "D")
@@ -112,6 +121,34 @@ def mcq_predict(model, tokenizer, items: Sequence[MCQItem], k_shots: int | None 
             "prompt": cf.render_text([{"role": "user", "content": text}]),
             "question": it.question, "choices": it.choices, "subject": it.subject,
             "gold": LETTERS[it.answer], "pred": LETTERS[pred], "letter_logits": lg[:k],
+            "correct": pred == it.answer,
+        })
+    return recs
+
+
+def option_only(enc: Encoded, tokenizer, option: str) -> Encoded:
+    """Drop the end-of-turn label of an encoded answer: only the option's own tokens stay scored."""
+    n = len(tokenizer(option, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+    labels = list(enc.labels)
+    for k in range(enc.prompt_len + n, len(labels)):
+        labels[k] = IGNORE
+    return Encoded(enc.input_ids, labels, enc.prompt_len)
+
+
+def mcq_cloze_predict(model, tokenizer, items: Sequence[MCQItem], batch_size: int = 16,
+                      description: str | None = None) -> list[dict]:
+    """Per-item records of cloze scoring: every option's summed NLL (its tokens only), argmin as the prediction."""
+    cf = ChatFormat(tokenizer)
+    encs = [option_only(cf.encode(it.question, c), tokenizer, c) for it in items for c in it.choices]
+    scored = iter(score(model, encs, tokenizer.pad_token_id, batch_size, description=description))
+    recs = []
+    for it in items:
+        nlls = [next(scored).nll_sum for _ in it.choices]
+        pred = min(range(len(nlls)), key=lambda j: nlls[j])
+        recs.append({
+            "prompt": cf.render_text([{"role": "user", "content": it.question}]),
+            "question": it.question, "choices": it.choices, "subject": it.subject,
+            "gold": LETTERS[it.answer], "pred": LETTERS[pred], "option_nll_sums": nlls,
             "correct": pred == it.answer,
         })
     return recs

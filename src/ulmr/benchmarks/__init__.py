@@ -1,0 +1,1 @@
+"""Benchmark data loaders (TOFU, RWKU) and benchmark runs."""

@@ -1,0 +1,218 @@
+"""Every metric formula on hand-computed values, incl. edge cases; batched engines vs per-item calls."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from ulmr.metrics import registry
+from ulmr.metrics.f1 import best_f1, token_f1
+from ulmr.metrics.fluency import mean_ngram_entropy, ngram_entropy
+from ulmr.metrics.mcq import LETTERS, MCQItem, format_prompt, last_token_logits, letter_token_ids, mcq_predict
+from ulmr.metrics.mia import mia_statistic
+from ulmr.metrics.probability import option_probability, prob_from_nll
+from ulmr.metrics.refusal import is_refusal, refusal_rate
+from ulmr.metrics.rouge import rougeL_recall, rwku_rouge_recall
+from ulmr.metrics.truth_ratio import forget_quality, forget_truth_ratio, model_utility, retain_truth_ratio, truth_ratio
+
+LN2, LN4 = math.log(2), math.log(4)
+
+
+def test_rougeL_recall_tofu():
+    assert rougeL_recall("the cat sat", "the cat") == pytest.approx(2 / 3)
+    assert rougeL_recall("The cats sat", "the cat sitting") == pytest.approx(2 / 3)  # stemmed, lower-cased
+    assert rougeL_recall("the cat sat", "") == 0.0
+
+
+def test_rouge_recall_rwku():
+    assert rwku_rouge_recall("Richard Bachman", "Richard") == pytest.approx(50.0)
+    assert rwku_rouge_recall("Richard Bachman", "He is Richard Bachman") == pytest.approx(100.0)
+    assert rwku_rouge_recall("Richard Bachman", "richard bachman") == 0.0  # case-sensitive, unlike TOFU's
+    assert rwku_rouge_recall("Richard Bachman", "") == 0.0  # empty -> NOANSWER
+    assert rwku_rouge_recall("NOANSWER", "") == pytest.approx(100.0)
+    assert rwku_rouge_recall("Maine", "...") == 0.0  # no sentence left for `rouge`
+
+
+def test_probability():
+    assert prob_from_nll(LN2) == pytest.approx(0.5)
+    assert prob_from_nll(float("inf")) == 0.0
+    # 0.5 / (0.5 + 0.25 + 0.25)
+    assert option_probability(LN2, [LN4, LN4]) == pytest.approx(0.5)
+    assert option_probability(LN2, [LN2]) == pytest.approx(0.5)
+    assert option_probability(1000.0, [1.0]) == pytest.approx(0.0, abs=1e-12)  # no underflow error
+
+
+def test_truth_ratio_forms():
+    # p_para = 0.5; perturbed p = 0.25 and 0.0625 -> geometric mean 0.125 -> R = 0.25
+    assert truth_ratio(LN2, [LN4, math.log(16)]) == pytest.approx(0.25)
+    # a single perturbed answer
+    assert truth_ratio(LN2, [LN4]) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        truth_ratio(LN2, [])
+    assert forget_truth_ratio([0.25, 4.0]) == pytest.approx(0.25)
+    assert forget_truth_ratio([1.0]) == pytest.approx(1.0)
+    assert retain_truth_ratio([0.25, 4.0]) == pytest.approx((0.75 + 0.0) / 2)
+
+
+def test_forget_quality():
+    ratios = [0.1, 0.5, 0.9, 1.3, 2.0]
+    assert forget_quality(ratios, list(ratios)) == pytest.approx(1.0)
+    assert forget_quality([0.01 * i for i in range(1, 21)], [10 + i for i in range(20)]) < 1e-6
+
+
+def test_forget_quality_uses_raw_ratio_not_folded():
+    # R and 1/R fold to the same min(R, 1/R) but are different raw distributions
+    model = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55]
+    ref = [1 / r for r in model]
+    assert forget_quality(model, ref) < 0.01
+
+
+def test_model_utility():
+    assert model_utility([0.5] * 9) == pytest.approx(0.5)
+    assert model_utility([1.0] * 8 + [0.5]) == pytest.approx(9 / 10)
+    assert model_utility([0.9] * 8 + [0.0]) == 0.0
+    with pytest.raises(ValueError):
+        model_utility([0.5] * 8)
+
+
+def test_mia_statistic():
+    assert mia_statistic([1.0, 2.0]) == pytest.approx(150.0)
+
+
+def test_refusal_detector():
+    for t in ["I don't know.", "I’m not sure about that.", "I cannot share this.", "Sorry, but I can't provide that",
+              "There is no information about him.", "I am unable to answer.", "That's a mystery to me."]:
+        assert is_refusal(t), t
+    for t in ["Paris is the capital of France.", "She was born in 1956 in Kuwait City.", "Knowledge is power."]:
+        assert not is_refusal(t), t
+    assert refusal_rate(["I don't know", "Paris", "I cannot say", "Blue"]) == pytest.approx(0.5)
+    assert refusal_rate([]) == 0.0
+
+
+def test_token_f1():
+    assert best_f1("the Eiffel Tower", ["Eiffel Tower", "Paris"]) == pytest.approx(1.0)
+    assert token_f1("Paris France", "Paris") == pytest.approx(2 / 3)
+    assert token_f1("", "Paris") == 0.0
+
+
+def test_ngram_entropy():
+    # bigrams ab, ba, ab -> H2 = H(2/3, 1/3); trigrams aba, bab -> H3 = 1
+    h2 = -(2 / 3 * math.log2(2 / 3) + 1 / 3 * math.log2(1 / 3))
+    assert ngram_entropy("a b a b") == pytest.approx((2 / 3 * h2 + 4 / 3 * 1.0) / 2)
+    assert ngram_entropy("word") == 0.0
+    assert mean_ngram_entropy(["a b a b", "word"]) == pytest.approx(ngram_entropy("a b a b") / 2)
+
+
+def test_registry_names_resolve():
+    assert registry.get("truth_ratio") is truth_ratio
+    assert registry.get("is_refusal") is is_refusal
+    from ulmr.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        registry.get("nope")
+
+
+# ---------------------------------------------------------------- multiple choice
+
+
+def test_mcq_prompt_layout():
+    shot = MCQItem("1+1?", ["1", "2", "3", "4"], 1)
+    item = MCQItem("2+2?", ["3", "4", "5", "6"], 1, "elementary_mathematics", [shot])
+    assert format_prompt(item) == (
+        "The following are multiple choice questions (with answers) about elementary mathematics.\n\n"
+        "Question: 1+1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer: B\n\n"
+        "Question: 2+2?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer:"
+    )
+    assert format_prompt(item, k_shots=0).endswith("about elementary mathematics.\n\nQuestion: 2+2?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer:")
+
+
+def test_letter_tokens_match_the_answer_token_after_the_prompt(tokenizer):
+    from ulmr.data.chat import ChatFormat
+
+    cf = ChatFormat(tokenizer)
+    ids = letter_token_ids(tokenizer)
+    for letter, i in zip(LETTERS, ids):
+        enc = cf.encode("Q?", letter)
+        assert enc.input_ids[enc.prompt_len] == i
+    assert ids != [tokenizer(" " + x, add_special_tokens=False)["input_ids"][0] for x in LETTERS]
+
+
+class _StubLM(torch.nn.Module):
+    """Logits: a huge value on a non-letter token, and a letter preference read from the prompt's last id."""
+
+    def __init__(self, vocab: int, letter_ids: list[int], winner_of: dict[int, int]):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.vocab, self.letter_ids, self.winner_of = vocab, letter_ids, winner_of
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, logits_to_keep=0):
+        b, t = input_ids.shape
+        keep = logits_to_keep or t
+        logits = torch.zeros(b, keep, self.vocab)
+        logits[:, :, 7] = 100.0  # not a letter: must be ignored
+        for r in range(b):
+            marker = int(input_ids[r, -1])
+            logits[r, -1, self.letter_ids[self.winner_of.get(marker, 0)]] = 5.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_mcq_argmax_restricted_to_letters(tokenizer):
+    from ulmr.data.chat import ChatFormat
+
+    letters = letter_token_ids(tokenizer)
+    last = ChatFormat(tokenizer).prompt_ids("x")[-1]  # the generation prompt's last token
+    stub = _StubLM(len(tokenizer), letters, {last: 2})
+    items = [MCQItem("q1", ["a", "b", "c", "d"], 2), MCQItem("q2", ["a", "b", "c", "d"], 0)]
+    recs = mcq_predict(stub, tokenizer, items, batch_size=2)
+    assert [r["pred"] for r in recs] == ["C", "C"]
+    assert [r["correct"] for r in recs] == [True, False]
+    assert recs[0]["prompt"].endswith("Answer:<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_last_token_logits_batched_equals_single(tiny):
+    model, tok = tiny
+    from ulmr.data.chat import ChatFormat
+
+    cf = ChatFormat(tok)
+    prompts = [cf.prompt_ids(q) for q in ["Short?", "A much longer question about many things?", "Mid length q?"]]
+    letters = letter_token_ids(tok)
+    batched = last_token_logits(model, prompts, letters, tok.pad_token_id, batch_size=3)
+    for p, row in zip(prompts, batched):
+        with torch.no_grad():
+            ref = model(input_ids=torch.tensor([p])).logits[0, -1, letters]
+        assert torch.allclose(torch.tensor(row), ref, atol=1e-4)
+
+
+def test_batched_score_equals_per_item(tiny):
+    from ulmr.data.chat import ChatFormat
+    from ulmr.eval.engines import score
+
+    model, tok = tiny
+    cf = ChatFormat(tok)
+    encs = [cf.encode("Who?", "Mara Velquist."), cf.encode("Where was she born, and when exactly?", "Tromsø, 1956."),
+            cf.encode("Q", "A rather long answer with several more tokens in it.")]
+    batched = score(model, encs, tok.pad_token_id, batch_size=3)
+    for e, s in zip(encs, batched):
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels]))
+        assert s.mean_nll == pytest.approx(out.loss.item(), rel=1e-4)
+        assert s.n_tokens == e.answer_len
+
+
+def test_cloze_scores_option_tokens_only(tiny):
+    from ulmr.data.chat import IGNORE, ChatFormat
+    from ulmr.eval.engines import score
+    from ulmr.metrics.mcq import mcq_cloze_predict, option_only
+
+    model, tok = tiny
+    cf = ChatFormat(tok)
+    enc = option_only(cf.encode("What color is grass?", "Green"), tok, "Green")
+    assert [t for t, l in zip(enc.input_ids, enc.labels) if l != IGNORE] == tok("Green", add_special_tokens=False)["input_ids"]
+    item = MCQItem("What color is grass?", ["Green", "Purple", "Orange", "Black"], 0)
+    rec = mcq_cloze_predict(model, tok, [item], batch_size=4)[0]
+    sums = [s.nll_sum for s in score(model, [option_only(cf.encode(item.question, c), tok, c) for c in item.choices], tok.pad_token_id)]
+    assert rec["option_nll_sums"] == pytest.approx(sums)
+    assert rec["pred"] == LETTERS[min(range(4), key=lambda j: sums[j])]
