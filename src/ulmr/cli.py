@@ -13,7 +13,7 @@ import typer
 from .errors import UlmrError
 from .progress import console
 
-COMMAND_MODULES = ["pipeline", "demo", "sweep", "bench"]
+COMMAND_MODULES = ["pipeline", "demo", "sweep", "bench", "evaluate"]
 
 app = typer.Typer(
     name="ulmr",
