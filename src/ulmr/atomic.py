@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -9,6 +10,22 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from .errors import UlmrError
+
+
+class DiskFullError(UlmrError, OSError):
+    """The disk filled up during a write; nothing was left under the final name."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _disk_full(e: BaseException, path: Path) -> BaseException:
+    """A one-line user error for ENOSPC (the CLI prints it), the exception itself otherwise."""
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC and not isinstance(e, DiskFullError):
+        return DiskFullError(errno.ENOSPC, f"no space left on device while writing {path}; nothing was written under that name")
+    return e
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -22,9 +39,12 @@ def write_text(path: str | Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        err = _disk_full(e, path)
+        if err is e:
+            raise
+        raise err from e
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -41,11 +61,17 @@ def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     """Append rows to a JSONL cache and fsync; a torn last line is ignored by ``read_jsonl_tolerant``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        err = _disk_full(e, path)
+        if err is e:
+            raise
+        raise err from e
 
 
 def read_jsonl_tolerant(path: str | Path) -> list[dict]:
@@ -85,6 +111,9 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        err = _disk_full(e, final)
+        if err is e:
+            raise
+        raise err from e

@@ -60,6 +60,17 @@ class UnlearnConfig(GenerationOptions):
     trust_remote_code: bool = False
     allow_pickle: bool = False
     probe: Optional[str] = Field(None, description="held-out QA file for --alpha auto (default: the generated probe file)")
+    checkpoint_steps: Optional[int] = Field(None, ge=0, description="training checkpoint every N steps (default: one per epoch; 0: none)")
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        # Checked here so an unknown name fails before the model is loaded and D_fr generated.
+        from .methods.registry import METHODS
+
+        if v not in METHODS:
+            raise ValueError(f"unknown method '{v}'; known: {', '.join(METHODS)}")
+        return v
 
     @field_validator("alpha", mode="before")
     @classmethod

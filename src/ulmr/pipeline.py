@@ -9,6 +9,7 @@ directory appears in one rename when everything is done.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -131,6 +132,7 @@ def train_config(cfg: UnlearnConfig):
         seed=cfg.seed,
         lora=cfg.lora,
         lora_r=cfg.lora_r,
+        save_steps=cfg.checkpoint_steps,
     )
 
 
@@ -166,6 +168,22 @@ def choose_alpha(cfg: UnlearnConfig, model, tokenizer, base_dir: str, probes: li
     log.info("--alpha auto selected alpha = %.2f", chosen)
     return chosen, {"chosen": chosen, "rule": rule, "curve": [p.as_dict() for p in points],
                     "probe": cfg.probe or "generated held-out rewrites"}
+
+
+def drop_incomplete_checkpoints(ckpt_dir: Path) -> None:
+    """Remove checkpoints a kill left half-written, so resuming picks the last complete one.
+
+    The Trainer writes ``trainer_state.json`` last and not atomically: a checkpoint whose state file is
+    missing or does not parse was cut off mid-save.
+    """
+    if not ckpt_dir.is_dir():
+        return
+    for ckpt in ckpt_dir.glob("checkpoint-*"):
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("removing incomplete checkpoint %s (interrupted while saving)", ckpt)
+            shutil.rmtree(ckpt, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- the whole run
@@ -228,6 +246,7 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
 
     t = time.time()
     tcfg = train_config(cfg)
+    drop_incomplete_checkpoints(work / "checkpoints")
     trained = train_unlearn(model, tokenizer, forget_items, retain, tcfg, work, resume=not cfg.fresh)
     model = trained.model
     timings["training"] = time.time() - t

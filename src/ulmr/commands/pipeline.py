@@ -48,6 +48,7 @@ TRC = typer.Option(False, help="Allow custom model code from the hub (off by def
 PICKLE = typer.Option(False, help="Allow loading pickle (.bin) checkpoints; safetensors only by default.")
 BASE = typer.Option(None, help="For 'retrain': the base model to start from when --model is a fine-tuned target.")
 OUT = typer.Option(..., "--out", "-o", help="Output directory.")
+CKPT_STEPS = typer.Option(None, help="Save a training checkpoint every N steps (default: one per epoch; 0: none); a rerun resumes from the last.")
 
 
 def unlearn_cmd(
@@ -62,7 +63,7 @@ def unlearn_cmd(
     alpha: Optional[str] = ALPHA, allow_extrapolation: bool = EXTRAP,
     epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, batch_size: int = BS, grad_accum: int = ACCUM,
     max_steps: int = MAX_STEPS, max_length: int = MAXLEN, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
-    keep_finetuned: bool = KEEP, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
+    checkpoint_steps: Optional[int] = CKPT_STEPS, keep_finetuned: bool = KEEP, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
     trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE,
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
@@ -119,7 +120,8 @@ def train_cmd(
     retain: Optional[str] = RETAIN, anchor: str = ANCHOR, method: str = METHOD, base: Optional[str] = BASE,
     epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, batch_size: int = BS, grad_accum: int = ACCUM,
     max_steps: int = MAX_STEPS, max_length: int = MAXLEN, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
-    overwrite: bool = OVERWRITE, fresh: bool = FRESH, trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE,
+    checkpoint_steps: Optional[int] = CKPT_STEPS, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
+    trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE,
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Fine-tune with any method on the given data and save p_f (no generation, no averaging)."""
