@@ -35,10 +35,10 @@ def cfg(**kw) -> TrainConfig:
 def test_every_method_trains(method, fresh, tokenizer, tmp_path):
     model = fresh()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    res = train_unlearn(model, tokenizer, FORGET, RETAIN, cfg(method=method, max_steps=2), tmp_path)
-    assert res.steps == 2 and res.method == method and res.train_tokens > res.answer_tokens > 0
+    res = train_unlearn(model, tokenizer, FORGET, RETAIN, cfg(method=method, max_steps=1), tmp_path)
+    assert res.steps == 1 and res.method == method and res.train_tokens > res.answer_tokens > 0
     losses = [h["loss"] for h in res.log_history if "loss" in h]
-    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert len(losses) == 1 and math.isfinite(losses[0])
     after = res.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
