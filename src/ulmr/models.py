@@ -157,6 +157,8 @@ def load_model(
             ) from e
         raise ModelError(f"unknown model '{spec}': {msg}") from e
     except Exception as e:  # noqa: BLE001
+        if "custom code" in str(e) and not trust_remote_code:
+            raise ModelError(f"model '{spec}' needs custom code from its repository; pass --trust-remote-code to run it") from e
         raise ModelError(f"cannot load model '{spec}': {str(e).splitlines()[0]}") from e
     if device is not None:
         model.to(device)
