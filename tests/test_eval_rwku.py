@@ -88,6 +88,8 @@ def test_pool_items(tiny, rwku_dir, rwku_result):
     scores = [x["rouge_l_recall"] for k in ("forget_fb", "forget_qa", "forget_aa") for x in r["items"][k]]
     assert r["forget"]["All"] == pytest.approx(sum(scores) / len(scores))
     assert 0 <= r["utility"]["Easy"] <= 100 and r["n"]["utility_easy"] >= 100
+    easy = r["items"]["utility_easy"][0]
+    assert easy["question"].endswith(" Answer in a few words.") and len(easy["option_nll_sums"]) == 4
     with pytest.raises(ConfigError):
         evaluate_rwku(*tiny, tgt, utility="hard")
 

@@ -55,6 +55,8 @@ PROBE_SETS = {  # result key -> (data part, group, level label)
 EXTRAS = ("bbh", "truthfulqa", "triviaqa", "fluency")
 UTILITY_EASY = "utility_easy.jsonl"
 EASY_SCORING = "cloze"  # 0-shot; SmolLM2-135M is at chance on letters even here (docs/results/eval_rwku_smollm2.md)
+# Appended to each question for cloze scoring: asks for a short answer, so a bare option is a natural reply.
+EASY_CLOZE_INSTRUCTION = " Answer in a few words."
 
 
 def probe_prompt(level: str, row: dict) -> tuple[str, str]:
@@ -139,11 +141,13 @@ def evaluate_utility_easy(model, tokenizer, limit: int | None = None, batch_size
                           scoring: str = EASY_SCORING) -> dict[str, Any]:
     """Accuracy (fraction) on the built-in easy set, 0-shot; {"accuracy", "n", "scoring", "items"}.
 
-    ``scoring="cloze"`` (default): each option scored as the answer (:func:`~ulmr.metrics.mcq.mcq_cloze_predict`);
+    ``scoring="cloze"`` (default): each option scored as the answer to "{question} Answer in a few words."
+    (:func:`~ulmr.metrics.mcq.mcq_cloze_predict`);
     ``"letter"``: MMLU-style next-token letter scoring (:func:`~ulmr.metrics.mcq.mcq_predict`).
     """
     items = load_utility_easy()[: limit or None]
     if scoring == "cloze":
+        items = [MCQItem(it.question + EASY_CLOZE_INSTRUCTION, it.choices, it.answer, it.subject) for it in items]
         recs = mcq_cloze_predict(model, tokenizer, items, batch_size=batch_size, description="utility (easy)")
     elif scoring == "letter":
         recs = mcq_predict(model, tokenizer, items, k_shots=0, batch_size=batch_size, description="utility (easy)")
