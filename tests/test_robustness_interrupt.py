@@ -3,6 +3,7 @@ redoing finished work, and ends with the same result as an uninterrupted run; ``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -81,6 +82,7 @@ def _complete_checkpoints(ckpt_dir: Path) -> list[int]:
 def test_kill_mid_training_resumes_from_checkpoint_with_identical_weights(tiny_model_dir, tmp_path):
     from ulmr import unlearn
 
+    base_sha = hashlib.sha256((tiny_model_dir / "model.safetensors").read_bytes()).hexdigest()
     forget = write_forget(tmp_path / "forget.jsonl", 3)  # D_fr: 6 rows
     config = _config(tmp_path)
     steps = 6
@@ -94,7 +96,7 @@ def test_kill_mid_training_resumes_from_checkpoint_with_identical_weights(tiny_m
     args = _gen_args(tiny_model_dir, forget, out, config) + train
     ckpts = _work(out) / "checkpoints"
     log = tmp_path / "run1.log"
-    proc = start_cli(*args, hooks=("--step-sleep", "0.3", "--step-log", str(tmp_path / "steps1.log")), log=log)
+    proc = start_cli(*args, hooks=("--step-sleep", "0.5", "--step-log", str(tmp_path / "steps1.log")), log=log)
     wait_until(lambda: bool(_complete_checkpoints(ckpts)), proc, "the first complete checkpoint", log)
     kill(proc)
     last = _complete_checkpoints(ckpts)[-1]
@@ -117,6 +119,7 @@ def test_kill_mid_training_resumes_from_checkpoint_with_identical_weights(tiny_m
     assert any(not torch.equal(want[k], base[k]) for k in want), "training changed nothing; the comparison is vacuous"
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert hashlib.sha256((tiny_model_dir / "model.safetensors").read_bytes()).hexdigest() == base_sha, "base modified in place"
 
 
 def test_fresh_ignores_cached_generations_and_checkpoints(tiny_model_dir, tmp_path, monkeypatch):
