@@ -148,3 +148,19 @@ def test_fresh_ignores_cached_generations_and_checkpoints(tiny_model_dir, tmp_pa
     record = unlearn(str(tiny_model_dir), forget, out, fresh=True, **opts).record
     assert record["counts"]["generated_this_run"] == record["counts"]["attempts"] == 8
     assert record["training"]["steps"] == 1
+
+
+@pytest.mark.xfail(strict=True, reason="gap in src/ulmr/train.py: train_unlearn(resume=True) picks the newest checkpoint "
+                   "even when a kill left it half-written (the pipeline drops such checkpoints first; direct callers do not)")
+def test_train_unlearn_skips_a_half_written_checkpoint(tiny_model_dir, tmp_path):
+    from ulmr.data.records import QARecord
+    from ulmr.models import load
+    from ulmr.train import TrainConfig, train_unlearn
+
+    torn = tmp_path / "checkpoints" / "checkpoint-2"
+    torn.mkdir(parents=True)
+    (torn / "trainer_state.json").write_text('{"global_step": ')
+    model, tok = load(str(tiny_model_dir))
+    forget = [QARecord("Where does Zorblat Quenn live?", "I'm not able to help with that.")] * 2
+    result = train_unlearn(model, tok, forget, None, TrainConfig(method="ulmr", max_steps=1, batch_size=2), tmp_path)
+    assert result.steps == 1
