@@ -1,0 +1,57 @@
+"""``ulmr bench rwku`` on the tiny random model, one target, 2 probes per set, 2 training items, 1 step."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ulmr.benchmarks import common
+from ulmr.benchmarks.rwku_bench import RwkuBenchConfig, flat_metrics, run_rwku_bench
+from ulmr.eval.rwku import evaluate_rwku
+
+
+def _cfg(model, data, out) -> RwkuBenchConfig:
+    return RwkuBenchConfig(model=str(model), data=str(data), targets=[111], methods=["dpo", "kl"], limit_train=2, limit=2,
+                           utility="both", out=out, max_steps=1, batch_size=2, eval_batch_size=8, max_length=128,
+                          answer_tokens=4, gen_max_new_tokens=4)
+
+
+def test_rwku_bench_outputs_before_row_and_resume(tiny, tiny_model_dir, rwku_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ULMR_QUIET", "1")
+    out = tmp_path / "run"
+    real_train = common.train_model
+    calls: list[str] = []
+
+    def interrupted(*a, **kw):
+        calls.append(a[3].method)
+        if a[3].method == "kl":
+            raise KeyboardInterrupt
+        return real_train(*a, **kw)
+
+    monkeypatch.setattr(common, "train_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_rwku_bench(_cfg(tiny_model_dir, rwku_dir, out), show=False)
+    assert calls == ["dpo", "kl"]
+
+    calls.clear()
+    monkeypatch.setattr(common, "train_model", lambda *a, **kw: (calls.append(a[3].method), real_train(*a, **kw))[1])
+    res = run_rwku_bench(_cfg(tiny_model_dir, rwku_dir, out), show=False)
+    assert calls == ["kl"]  # 'before' and 'dpo' were reused
+    assert res["timings"]["t111/before"]["reused"] and not res["timings"]["t111/kl-seed0"]["reused"]
+
+    for p in res["paths"].values():
+        assert p.exists() and p.stat().st_size > 0
+    rows = {r["name"]: r for r in json.loads(res["paths"]["json"].read_text(encoding="utf-8"))["rows"]}
+    assert list(rows) == ["Before", "DPO", "KL Minimization"]
+    for r in rows.values():
+        assert all(v is not None for v in r["metrics"].values()), r["name"]
+        assert len(r["metrics"]) == 12  # 4 forget + 3 neighbour + 2 MIA + Gen, Easy, over-refusal
+    md = res["paths"]["markdown"].read_text(encoding="utf-8")
+    assert "| Before |" in md and " - " not in md.split("###")[1].split("\n- ")[0]
+
+    # the Before row is exactly the evaluation of the original model with the same caps
+    model, tok = tiny
+    direct = flat_metrics(evaluate_rwku(model, tok, str(rwku_dir), 111, limit=2, utility="both", batch_size=8))
+    for k, v in direct.items():
+        assert rows["Before"]["metrics"][k] == pytest.approx(v, abs=1e-9), k

@@ -1,0 +1,94 @@
+"""``ulmr bench tofu`` on the tiny random model and a tiny slice of TOFU: outputs, cache reuse, resumability."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from ulmr.benchmarks import common
+from ulmr.benchmarks.tofu_bench import TofuBenchConfig, run_tofu_bench
+
+FILES = {"forget01": 2, "retain99": 4, "forget01_perturbed": 2, "retain_perturbed": 4, "real_authors_perturbed": 2,
+         "world_facts_perturbed": 2}
+
+
+@pytest.fixture
+def tiny_tofu(tofu_dir: Path, tmp_path: Path) -> Path:
+    """The first rows of each TOFU file the bench reads."""
+    out = tmp_path / "tofu"
+    out.mkdir()
+    for name, n in FILES.items():
+        lines = (tofu_dir / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def _cfg(model: Path, data: Path, out: Path, methods: list[str]) -> TofuBenchConfig:
+    return TofuBenchConfig(model=str(model), data=str(data), methods=methods, out=out, train_retain=4,
+                           eval_forget=2, eval_retain=2, eval_real_authors=2, eval_world_facts=2, max_new_tokens=4,
+                           ft_epochs=1, ft_batch_size=4, max_steps=1, batch_size=2, eval_batch_size=8,
+                           gen_max_new_tokens=4)
+
+
+def _rows(path: Path) -> dict[str, dict]:
+    return {r["name"]: r["metrics"] for r in json.loads(path.read_text(encoding="utf-8"))["rows"]}
+
+
+def test_tofu_bench_outputs_cache_and_resume(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):
+    monkeypatch.setenv("ULMR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ULMR_QUIET", "1")
+    common.TRAINED.clear()
+    methods = ["ga", "ulmr", "retrain"]
+    real_train = common.train_model
+    calls: list[str] = []
+
+    def interrupted(start, forget, retain, tcfg, work, **kw):
+        calls.append(tcfg.method)
+        if tcfg.method == "ulmr":
+            raise KeyboardInterrupt
+        return real_train(start, forget, retain, tcfg, work, **kw)
+
+    # 1. a run interrupted at the second method: target and retain trained once, finished stages kept
+    monkeypatch.setattr(common, "train_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_tofu_bench(_cfg(tiny_model_dir, tiny_tofu, tmp_path / "run1", methods), show=False)
+    assert common.TRAINED == ["target", "retain"]
+    stages = sorted(p.name for p in (tmp_path / "run1" / "stages").rglob("*.json"))
+    assert stages == ["eval-retain.json", "eval-target.json", "ga-seed0.json"]
+
+    # 2. the rerun resumes: only the missing method trains, nothing is retrained
+    calls.clear()
+    monkeypatch.setattr(common, "train_model", lambda *a, **kw: (calls.append(a[3].method), real_train(*a, **kw))[1])
+    first = run_tofu_bench(_cfg(tiny_model_dir, tiny_tofu, tmp_path / "run1", methods), show=False)
+    assert calls == ["ulmr"]
+    assert common.TRAINED == ["target", "retain"]
+    assert first["timings"]["target_model"]["reused"] and first["timings"]["eval-target"]["reused"]
+    paths = first["paths"]
+    for p in paths.values():
+        assert p.exists() and p.stat().st_size > 0
+    md = paths["markdown"].read_text(encoding="utf-8")
+    table = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [line.split(" | ")[0] for line in table] == ["| Base (target)", "| Retraining", "| Gradient Ascent", "| ULMR"]
+    for line in table:  # 4 sets x 3 numbers + FQ + MU, none missing
+        cells = [c.strip() for c in line.strip("| ").split(" | ")[1:]]
+        numbers = [x for c in cells for x in c.split(" / ")]
+        assert len(numbers) == 14 and "-" not in numbers, line
+    with open(paths["csv"], encoding="utf-8") as f:
+        assert len(list(csv.DictReader(f))) == 4
+    a = _rows(paths["json"])
+    assert a["Retraining"]["FQ"] == pytest.approx(1.0)
+    target_dir = Path(first["models"]["target"])
+    stamp = (target_dir / "model.safetensors").stat().st_mtime_ns
+
+    # 3. a fresh output directory reuses the cached models (untouched) and gives the same numbers to 3 decimals
+    second = run_tofu_bench(_cfg(tiny_model_dir, tiny_tofu, tmp_path / "run2", ["ga"]), show=False)
+    assert common.TRAINED == ["target", "retain"]
+    assert (target_dir / "model.safetensors").stat().st_mtime_ns == stamp
+    b = _rows(second["paths"]["json"])
+    assert list(b) == ["Base (target)", "Retraining", "Gradient Ascent"]
+    for name in b:
+        for k, v in b[name].items():
+            assert v == pytest.approx(a[name][k], abs=1e-3), (name, k)
