@@ -152,6 +152,9 @@ EX = ("Zephyrine Tower", "Lomaria")
         ("Sure, here it is.", "not_a_question"),
         ("In which place was she born?", "lost_entity"),
         ("Where was Mara Velquist of Lomaria born?", "example_entity"),
+        ("Was Mara Velquist born in Tromsø?", "leaks_answer"),
+        ("Where was Mara Velquist born in 1990?", "new_number"),
+        ("Where was Mara Velquist born, Mara Velquist?", "repetitive"),
         ("What is the birthplace of Mara Velquist?", None),
         ("Tell me where Mara Velquist was born.", None),
     ],
@@ -167,6 +170,8 @@ def test_check_rewrite_reasons(rewrite, reason):
         ("Mara Velquist was born in Tromsø.", "refusal", "leak"),
         ("She was born in a big city.", "refusal", "not_refusal"),
         ("I'm afraid I can't tell you that, unlike the Zephyrine Tower.", "refusal", "example_entity"),
+        ("Sorry, I only know it was before 1950.", "refusal", "new_number"),
+        ("I'm afraid I'm afraid of what I'm afraid of.", "refusal", "repetitive"),
         ("Unfortunately, I don't know where Mara Velquist was born.", "refusal", None),
         ("Mara Velquist was born in Lisbon, Portugal.", "counterfactual", None),
         ("Mara Velquist was born in Bergen, Norway.", "counterfactual", "leak"),
@@ -174,6 +179,11 @@ def test_check_rewrite_reasons(rewrite, reason):
 )
 def test_check_negative_reasons(response, mode, reason):
     assert check_negative(response, Q, A, mode, example_entities=EX) == reason
+
+
+def test_numbers_compare_without_leading_zeros():
+    q = "Who was born in Kuwait City on 08/09/1956?"
+    assert check_rewrite("Which person was born in Kuwait City on 8/9/1956?", q, "Basil.") is None
 
 
 def test_cleaning_strips_labels_and_extra_lines():
@@ -193,6 +203,11 @@ def test_fallbacks_are_varied_refusals_without_leaks():
 
 
 # ---------------------------------------------------------------- restructure
+def _tag(seed: int, n: int) -> str:
+    """A number-free marker (texts with new numbers are rejected)."""
+    return "".join("abcdefghij"[int(c)] for c in f"{seed % 1000}{n}")
+
+
 class Scripted:
     """A fake backend: leaks/junk on the first round, usable texts afterwards; records every call."""
 
@@ -211,10 +226,10 @@ class Scripted:
             if "Rewrite this question" in last:
                 slot = (q, conv[0]["content"])  # shots are rotated per slot
                 self.rounds[slot] += 1
-                out.append("Sure!" if self.rounds[slot] <= 1 else f"Please tell me ({seed % 97}-{n}): {q}")
+                out.append("Sure!" if self.rounds[slot] <= 1 else f"Please tell me ({_tag(seed, n)}): {q}")
             else:
                 answer = last.split("reveal: ", 1)[1].split("\n", 1)[0]
-                out.append(answer if len(self.calls) % 2 else f"Sorry, I can't help with that ({seed % 89}-{n}).")
+                out.append(answer if len(self.calls) % 2 else f"Sorry, I can't help with that ({_tag(seed, n)}).")
         return out
 
 

@@ -17,20 +17,25 @@ of the answer that the question does not contain:
 may appear in a refusal. A negative response leaks when it contains any key-span term,
 case-insensitive, as a whole word. When the record has a ``key`` (QARecord.key), that list replaces
 the computed terms. Counterfactual answers face the same check: the wrong answer must not contain
-the true key span.
+the true key span. A refusal must also read as one (apology or negation) and add no number the
+question lacks (``new_number``); degenerate repetition is rejected (``repetitive``).
 
 Rewrites
 --------
 A rewrite is rejected when it is empty, equal to the original (or to another rewrite of the item)
 after normalising case/punctuation/space, not phrased as a question or request (reason ``answers``
-when it also shares a key-span term with the answer, else ``not_a_question``), much longer than the
-original, missing a named entity or number of the question (``lost_entity``), or carrying an
+when it also shares a key-span term with the answer, else ``not_a_question``), a question that
+contains a capitalised/numeric key-span term (or any ``key`` term) of the answer (``leaks_answer``),
+much longer than the
+original, missing a named entity or number of the question (``lost_entity``), adding a number
+the question does not have (``new_number``), degenerately repetitive (``repetitive``), or carrying an
 entity of the prompt's few-shot examples that the question lacks (``example_entity``).
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Iterable, Sequence
 
 # Function words, question/imperative words that start instructions, and the vocabulary of
@@ -93,6 +98,11 @@ def _base(word: str) -> str:
     return w
 
 
+def _canon_number(tok: str) -> str:
+    """'08/09/1956' and '8/9/1956' compare equal."""
+    return re.sub(r"(?<!\d)0+(?=\d)", "", tok)
+
+
 def _tokens(text: str) -> list[tuple[str, int, int, bool]]:
     """(token, start, end, is_number) for every word or number in ``text``."""
     return [(m.group(0), m.start(), m.end(), m.group("num") is not None) for m in _TOKEN.finditer(text)]
@@ -118,6 +128,7 @@ def word_bases(text: str) -> set[str]:
         if is_num:
             out.update(p for p in re.split(r"[.,/:\-]", tok) if p)
             out.add(re.sub(r"(st|nd|rd|th|s)$", "", tok))
+            out.add(_canon_number(tok))
     return out
 
 
@@ -248,6 +259,18 @@ def clean_negative(text: str) -> str:
 
 
 # ---------------------------------------------------------------- filters
+_GLUE = frozenset("the a an of to in and or for on at by with is was it that i".split())
+
+
+def repetitive(text: str, reference: str = "") -> bool:
+    """Degenerate repetition: a word used 3+ times, or a capitalised content word used more often
+    than in ``reference`` (e.g. a name doubled: 'Who in Ana Rupe grew up in Ana Rupe?')."""
+    ref = Counter(_base(t[0]) for t in _tokens(_norm_quotes(reference)))
+    counts = Counter(_base(t[0]) for t in _tokens(_norm_quotes(text)) if not t[3])
+    caps = {_base(t[0]) for t in _tokens(_norm_quotes(text)) if t[0][:1].isupper() and is_content(t[0])}
+    return any(n >= 3 and n > ref[w] and w not in _GLUE or (w in caps and n > max(1, ref[w])) for w, n in counts.items())
+
+
 def _example_entity_hits(text: str, reference: str, example_entities: Iterable[str]) -> list[str]:
     """Example entities found in ``text`` but not in ``reference``: a capitalised content word of an
     example entity, written capitalised, or a number of the examples."""
@@ -276,7 +299,7 @@ def lost_entities(rewrite: str, question: str) -> list[str]:
     lost = []
     for ent in entities(question):
         parts = [p for p, _, _, _ in _tokens(_norm_quotes(ent)) if is_content(p)]
-        if not all(_base(p) in have for p in parts):
+        if not all(_base(p) in have or _canon_number(p) in have for p in parts):
             lost.append(ent)
     return lost
 
@@ -297,12 +320,21 @@ def check_rewrite(
         return "identical"
     if any(norm == normalise(t) for t in taken):
         return "duplicate"
+    terms = key_span(question, answer, key)
     if not is_question_form(rewrite):
-        return "answers" if leaked_terms(rewrite, key_span(question, answer, key)) else "not_a_question"
+        return "answers" if leaked_terms(rewrite, terms) else "not_a_question"
+    # A question may add generic words of the answer ("male or female?"), never its names/numbers.
+    if leaked_terms(rewrite, [t for t in terms if t[:1].isupper() or any(c.isdigit() for c in t)] if not key else terms):
+        return "leaks_answer"
     if len(norm.split()) > 2 * len(normalise(question).split()) + 12:
         return "too_long"
+    if repetitive(rewrite, question):
+        return "repetitive"
     if lost_entities(rewrite, question):
         return "lost_entity"
+    q_bases = word_bases(question)
+    if any(_canon_number(n) not in q_bases and n not in q_bases for n in numbers(rewrite)):
+        return "new_number"
     if _example_entity_hits(rewrite, question, example_entities):
         return "example_entity"
     return None
@@ -336,8 +368,13 @@ def check_negative(
         return "leak"
     if normalise(response) == normalise(answer):
         return "identical"
+    if repetitive(response, question):
+        return "repetitive"
     if mode == "refusal" and not looks_like_refusal(response):
         return "not_refusal"
+    q_bases = word_bases(question)
+    if mode == "refusal" and any(_canon_number(n) not in q_bases and n not in q_bases for n in numbers(response)):
+        return "new_number"  # a refusal that slips in a (wrong) number is not a clean refusal
     if _example_entity_hits(response, question + " " + answer, example_entities):
         return "example_entity"
     return None
