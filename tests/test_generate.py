@@ -61,7 +61,7 @@ def test_builtin_prompts_load_and_shots_are_chat_turns():
     turns = p.conversation("Who is X?")
     assert [t["role"] for t in turns] == ["user", "assistant"] * len(p.shots) + ["user"]
     assert turns[-1]["content"].endswith("Question: Who is X?")
-    assert "Zephyrine Tower" in p.example_entities and "Lomaria" in p.example_entities
+    assert {"Zephyrine Tower", "Lomaria", "Veldoria", "Orbel Glassworks"} <= set(p.example_entities)
     # rotation varies the context between slots but keeps the final turn
     assert p.conversation("Who is X?", rotate=1)[0] != turns[0] and p.conversation("Who is X?", rotate=1)[-1] == turns[-1]
 
@@ -155,6 +155,8 @@ EX = ("Zephyrine Tower", "Lomaria")
         ("Was Mara Velquist born in Tromsø?", "leaks_answer"),
         ("Where was Mara Velquist born in 1990?", "new_number"),
         ("Where was Mara Velquist born, Mara Velquist?", "repetitive"),
+        ("Which town in Norway was Mara Velquist born in?", "leaks_answer"),
+        ("Where in Sweden was Mara Velquist born?", "new_entity"),
         ("What is the birthplace of Mara Velquist?", None),
         ("Tell me where Mara Velquist was born.", None),
     ],

@@ -29,7 +29,8 @@ contains a capitalised/numeric key-span term (or any ``key`` term) of the answer
 much longer than the
 original, missing a named entity or number of the question (``lost_entity``), adding a number
 the question does not have (``new_number``), degenerately repetitive (``repetitive``), or carrying an
-entity of the prompt's few-shot examples that the question lacks (``example_entity``).
+entity of the prompt's few-shot examples that the question lacks (``example_entity``) or any other
+capitalised name the question lacks (``new_entity``).
 """
 
 from __future__ import annotations
@@ -337,6 +338,9 @@ def check_rewrite(
         return "new_number"
     if _example_entity_hits(rewrite, question, example_entities):
         return "example_entity"
+    q_bases = word_bases(question)
+    if any(not _in_question(run, q_bases) for run in capitalised_runs(rewrite)):
+        return "new_entity"  # a paraphrase adds no names (invented titles, places)
     return None
 
 
