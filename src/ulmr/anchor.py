@@ -47,21 +47,26 @@ def _trim_to_sentence(text: str) -> str:
     return text[: m[-1].end()].strip() if m else text.strip()
 
 
-def anchor_set(model, tokenizer, model_dir: str | Path, max_new_tokens: int = 64, batch_size: int = 32) -> list[QARecord]:
-    """Base-model answers to the built-in questions, generated once per model and cached."""
-    questions = anchor_questions()
-    key = hashlib.sha256(("\n".join(questions) + f"|{max_new_tokens}").encode()).hexdigest()[:8]
-    path = cache_dir() / "anchors" / f"{model_fingerprint(model_dir)}-{key}.jsonl"
-    rows = read_jsonl_tolerant(path)
-    if len(rows) == len(questions):
-        log.info("retain anchor: %d built-in questions with the base model's cached answers (%s)", len(rows), path)
-    else:
+def anchor_set(model, tokenizer, model_dir: str | Path, n: int | None = None, max_new_tokens: int = 64,
+               batch_size: int = 32) -> list[QARecord]:
+    """Base-model answers to the first ``n`` built-in questions (all by default).
+
+    Answers are cached per question and per model, so a later run that needs more questions generates
+    only the missing ones.
+    """
+    questions = anchor_questions()[: n or None]
+    path = cache_dir() / "anchors" / f"{model_fingerprint(model_dir)}-t{max_new_tokens}.jsonl"
+    cached = {r["question"]: r["answer"] for r in read_jsonl_tolerant(path) if "question" in r and "answer" in r}
+    missing = [q for q in questions if q not in cached]
+    if missing:
         fmt = ChatFormat(tokenizer)
         answers = generate(
-            model, tokenizer, [fmt.prompt_ids(q) for q in questions], max_new_tokens=max_new_tokens,
+            model, tokenizer, [fmt.prompt_ids(q) for q in missing], max_new_tokens=max_new_tokens,
             batch_size=batch_size, description="anchor answers",
         )
-        rows = [{"question": q, "answer": _trim_to_sentence(a)} for q, a in zip(questions, answers)]
-        write_jsonl(path, rows)
-        log.info("retain anchor: generated the base model's answers to %d built-in questions (cached in %s)", len(rows), path)
-    return [QARecord(r["question"], r["answer"]) for r in rows if r["answer"]]
+        cached.update({q: _trim_to_sentence(a) for q, a in zip(missing, answers)})
+        write_jsonl(path, [{"question": q, "answer": a} for q, a in cached.items()])
+        log.info("retain anchor: generated the base model's answers to %d built-in questions (cache %s)", len(missing), path)
+    else:
+        log.info("retain anchor: %d built-in questions with the base model's cached answers (%s)", len(questions), path)
+    return [QARecord(q, cached[q]) for q in questions if cached[q]]

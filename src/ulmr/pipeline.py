@@ -108,13 +108,15 @@ def run_generation(cfg: UnlearnConfig, records: list[QARecord], model, tokenizer
     return restructure(records, backend, generation_config(cfg), work / "generation_cache.jsonl")
 
 
-def load_retain(cfg: UnlearnConfig, model, tokenizer, model_dir: str) -> tuple[list[QARecord] | None, str]:
-    """The retain set: the user's, else the built-in anchor answered by the base model, else none."""
+def load_retain(cfg: UnlearnConfig, model, tokenizer, model_dir: str, n_rows: int | None = None) -> tuple[list[QARecord] | None, str]:
+    """The retain set: the user's, else the built-in anchor answered by the base model, else none.
+
+    One retain row is drawn per training row, so the anchor needs at most ``n_rows`` questions."""
     if cfg.retain:
         return load_qa(cfg.retain, cfg.question_field, cfg.answer_field), "user"
     if cfg.anchor == "builtin" and cfg.method != "ga":
         log.info("no --retain given: using the built-in anchor set (general questions with the base model's own answers)")
-        return anchor_set(model, tokenizer, model_dir), "builtin-anchor"
+        return anchor_set(model, tokenizer, model_dir, n=n_rows), "builtin-anchor"
     return None, "none"
 
 
@@ -237,7 +239,7 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
         forget_items = records
 
     t = time.time()
-    retain, retain_source = load_retain(cfg, model, tokenizer, model_dir)
+    retain, retain_source = load_retain(cfg, model, tokenizer, model_dir, n_rows=len(forget_items))
     # --alpha auto measures retain knowledge against the *base* model's answers: take them before training.
     auto_retain = (retain or anchor_set(model, tokenizer, model_dir)) if alpha == "auto" else []
     timings["retain_anchor"] = time.time() - t
