@@ -13,7 +13,7 @@ import typer
 from .errors import UlmrError
 from .progress import console
 
-COMMAND_MODULES = ["pipeline", "demo", "sweep", "bench", "evaluate"]
+COMMAND_MODULES = ["pipeline", "demo", "sweep", "verify", "bench", "evaluate", "compare"]
 
 app = typer.Typer(
     name="ulmr",

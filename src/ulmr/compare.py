@@ -1,0 +1,81 @@
+"""``ulmr compare``: every listed method on the user's own data, with equal optimizer steps, in one table.
+
+Each method runs through the same pipeline as ``ulmr unlearn`` (ULMR: generation + SFT + averaging;
+baselines: their loss, no averaging unless ``--alpha`` is given), then the base and every unlearned
+model are measured with the QA evaluator on the forget set, the held-out probe and the retain set.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_json, write_text
+from .data.records import load_qa
+from .errors import ConfigError
+from .eval.report import Table, fmt, markdown, print_table
+from .progress import console
+
+
+def equal_steps(n_forget: int, num_rewrites: int, batch_size: int, grad_accum: int, epochs: float) -> int:
+    """Optimizer steps of the ULMR run (items × (k+1) rows), imposed on every method."""
+    per_epoch = math.ceil(n_forget * (num_rewrites + 1) / (batch_size * grad_accum))
+    return max(1, math.ceil(per_epoch * epochs))
+
+
+def measure(spec: str, sets: dict[str, list], max_new_tokens: int) -> dict[str, Any]:
+    from .eval.qa import evaluate_qa
+    from .models import load
+
+    model, tok = load(spec)
+    return evaluate_qa(model, tok, sets, max_new_tokens=max_new_tokens, batch_size=32)
+
+
+def compare(model: str, forget: str, methods: list[str], out: Path, retain: str | None = None, probe: str | None = None,
+            steps: int | None = None, epochs: float = 3.0, lr: float | None = None, alpha: float | None = None,
+            batch_size: int = 4, num_rewrites: int = 2, max_new_tokens: int = 64, seed: int = 0) -> dict[str, Any]:
+    """Run and evaluate every method; writes compare.json and compare.md into ``out``."""
+    from .config import UnlearnConfig
+    from .pipeline import unlearn
+
+    records = load_qa(forget)
+    if "retrain" in methods and not retain:
+        raise ConfigError("method 'retrain' needs --retain (it fine-tunes on the retain set only)")
+    steps = steps or equal_steps(len(records), num_rewrites, batch_size, 1, epochs)
+    sets = {"forget": records}
+    if probe:
+        sets["probe"] = load_qa(probe)
+    if retain:
+        sets["retain"] = load_qa(retain)
+    results: dict[str, Any] = {"base": {"eval": measure(model, sets, max_new_tokens)["sets"], "seconds": 0.0}}
+    for method in methods:
+        console.rule(f"[bold]{method}")
+        t = time.time()
+        cfg = UnlearnConfig(model=model, forget=forget, out=out / method, method=method, retain=retain, max_steps=steps,
+                            lr=lr, alpha=alpha, batch_size=batch_size,
+                            num_rewrites=num_rewrites, seed=seed, overwrite=True)
+        run = unlearn(cfg)
+        seconds = time.time() - t
+        results[method] = {"eval": measure(str(run.out), sets, max_new_tokens)["sets"], "seconds": seconds,
+                           "steps": run.record["training"]["steps"], "alpha": run.record["alpha"]}
+    table = compare_table(results, list(sets))
+    summary = {"model": model, "forget": forget, "retain": retain, "probe": probe, "optimizer_steps": steps, "lr": lr,
+               "results": results}
+    write_json(out / "compare.json", summary)
+    write_text(out / "compare.md", markdown(table))
+    print_table(table)
+    return summary
+
+
+def compare_table(results: dict[str, Any], set_names: list[str]) -> Table:
+    header = ["Method"] + [f"{s} R / P" for s in set_names] + ["Over-refusal (retain)", "Wall s"]
+    rows = []
+    for name, r in results.items():
+        ev = r["eval"]
+        row = [name] + [f"{fmt(ev[s]['rougeL_recall'], 100)} / {fmt(ev[s]['prob'], 100)}" for s in set_names]
+        row += [fmt(ev["retain"]["refusal_rate"], 100) if "retain" in ev else "-", f"{r['seconds']:.0f}"]
+        rows.append(row)
+    return Table("ulmr compare: ROUGE-L recall / answer probability (%)", header, rows,
+                 ["Forget and probe: lower is better; retain: higher is better. Every method ran the same number of optimizer steps."])
