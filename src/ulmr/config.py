@@ -59,6 +59,7 @@ class UnlearnConfig(GenerationOptions):
     fresh: bool = False
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    verify: bool = Field(False, description="run `ulmr verify` on the result (report in OUT/verify)")
     probe: Optional[str] = Field(None, description="held-out QA file for --alpha auto (default: the generated probe file)")
     checkpoint_steps: Optional[int] = Field(None, ge=0, description="training checkpoint every N steps (default: one per epoch; 0: none)")
 

@@ -305,4 +305,8 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
         record["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
         write_json(tmp / "ulmr_run.json", record)
     shutil.rmtree(work, ignore_errors=True)
+    if cfg.verify:
+        from .verify.hook import run_verify_after_unlearn
+
+        record["verify"] = run_verify_after_unlearn(cfg.out, cfg)
     return RunResult(cfg.out, record)

@@ -30,7 +30,7 @@ KEY_ENV = typer.Option("OPENAI_API_KEY", help="Environment variable holding the 
 TEMP = typer.Option(0.7, help="Sampling temperature of the generator (0 = greedy).")
 GEN_TOKENS = typer.Option(64, help="Max new tokens per generated rewrite or negative response.")
 GEN_BS = typer.Option(32, help="Generation batch size (local backend).")
-ALPHA = typer.Option(None, help="Averaging weight a in p_u = a*p_f + (1-a)*p_base (0 < a <= 1); default 0.5 for ulmr, no averaging for other methods.")
+ALPHA = typer.Option(None, help="Averaging weight a in p_u = a*p_f + (1-a)*p_base (0 < a <= 1), or 'auto' (sweep on held-out probes); default 0.5 for ulmr, no averaging for other methods.")
 EXTRAP = typer.Option(False, help="Allow a > 1 (task-vector extrapolation).")
 EPOCHS = typer.Option(None, help="Training epochs (default: the method's).")
 LR = typer.Option(None, help="Learning rate (default: the method's).")
@@ -48,6 +48,8 @@ TRC = typer.Option(False, help="Allow custom model code from the hub (off by def
 PICKLE = typer.Option(False, help="Allow loading pickle (.bin) checkpoints; safetensors only by default.")
 BASE = typer.Option(None, help="For 'retrain': the base model to start from when --model is a fine-tuned target.")
 OUT = typer.Option(..., "--out", "-o", help="Output directory.")
+VERIFY = typer.Option(False, "--verify", help="After saving, check whether the forgotten knowledge comes back (ulmr verify; report in OUT/verify).")
+PROBE = typer.Option(None, help="Held-out QA file (paraphrased forget questions) for --alpha auto and --verify (default: the generated probe rewrites).")
 CKPT_STEPS = typer.Option(None, help="Save a training checkpoint every N steps (default: one per epoch; 0: none); a rerun resumes from the last.")
 
 
@@ -64,7 +66,7 @@ def unlearn_cmd(
     epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, batch_size: int = BS, grad_accum: int = ACCUM,
     max_steps: int = MAX_STEPS, max_length: int = MAXLEN, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
     checkpoint_steps: Optional[int] = CKPT_STEPS, keep_finetuned: bool = KEEP, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
-    trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE,
+    trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE, verify: bool = VERIFY, probe: Optional[str] = PROBE,
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Unlearn a forget set: generate D_fr, fine-tune, average with the base, save (ULMR by default)."""
