@@ -74,10 +74,9 @@ def examples_table(items_before: dict, items_after: dict, n: int = 3) -> Table:
 
 def plot(before: dict[str, float], after: dict[str, float], path: Path) -> None:
     """Grouped bars, before vs after, one pair per metric."""
-    import matplotlib
+    from .plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels = [r[0].replace(" ROUGE-L recall", "\nROUGE-L").replace(" rate", "").replace(" (easy MC)", "") for r in ROWS]
     xs = range(len(ROWS))
@@ -89,10 +88,7 @@ def plot(before: dict[str, float], after: dict[str, float], path: Path) -> None:
     ax.set_title("ulmr demo: SmolLM2-135M-Instruct forgets Harry Potter facts")
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def run_demo(out: Path, **overrides: Any) -> dict[str, Any]:

@@ -150,10 +150,9 @@ def curve_table(points: Sequence[SweepPoint], chosen: float | None = None):
 
 def plot_curve(points: Sequence[SweepPoint], path: Path, chosen: float | None = None) -> None:
     """The trade-off curve as a PNG."""
-    import matplotlib
+    from .plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     xs = [p.alpha for p in points]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -167,11 +166,7 @@ def plot_curve(points: Sequence[SweepPoint], path: Path, chosen: float | None = 
     ax.set_title("Parameter averaging trade-off")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def report(points: Sequence[SweepPoint], out: Path, chosen: float | None, rule: str | None, extra: dict[str, Any]) -> None:
