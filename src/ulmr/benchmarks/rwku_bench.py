@@ -278,7 +278,7 @@ def run_rwku_bench(cfg: RwkuBenchConfig, show: bool = True) -> dict[str, Any]:
         " Over-refusal: % of neighbour probes answered with a refusal.",
     ]
     timings = dict(store.timings)
-    timings["total"] = {"seconds": round(time.time() - t0, 1), "reused": False}
+    timings["total, this invocation"] = {"seconds": round(time.time() - t0, 1), "reused": False}
     payload = {"benchmark": "rwku", "settings": cfg.model_dump(mode="json"), "unlearning_steps": steps, "stages": str(store.root),
                "timings": timings, "per_target": {f"{label}": [r["metrics"] for r in res] for label, res in done.items()},
                "training": {m: [r.get("training") for r in done[m]] for m in cfg.methods}}

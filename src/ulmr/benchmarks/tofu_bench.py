@@ -290,7 +290,7 @@ def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
         "FQ = KS-test p-value vs the retain model's forget truth ratios (depends on the item count); MU = harmonic mean of "
         "Retain/RA/WF x R/P/TR. TR: Forget mean(min(R,1/R)), others mean(max(0,1-R)).",
     ]
-    timings["total"] = {"seconds": round(time.time() - t0, 1), "reused": False}
+    timings["total, this invocation"] = {"seconds": round(time.time() - t0, 1), "reused": False}
     payload = {"benchmark": "tofu", "settings": cfg.model_dump(mode="json"), "resolved": {k: cfg.get(k) for k in SCALES["mini"]},
                "unlearning_steps": n_steps, "models": {"target": str(target_dir), "retain": str(retain_dir)},
                "stages": str(store.root), "timings": timings,
@@ -303,7 +303,7 @@ def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
 
 
 def check_config(cfg: TofuBenchConfig) -> None:
-    """Errors a run would only hit late: a data path without the training splits."""
+    """Fail before any training when ``--data`` is a path but not a directory."""
     path = Path(str(cfg.data)).expanduser()
     if (path.exists() or str(cfg.data).startswith((".", "/", "~"))) and not path.is_dir():
         raise ConfigError(f"--data {cfg.data}: not a TOFU data directory")
