@@ -16,6 +16,9 @@ from .progress import console
 DEMO_SETS = {"forget": "forget.jsonl", "paraphrase": "paraphrases.jsonl", "neighbour": "neighbour.jsonl"}
 DEMO_MODEL = "smollm2-135m"
 GEN_TOKENS = 48
+# Shipped demo schedule for the 135M model (the methods' own defaults, lr 1e-5, target 1B-7B models and
+# barely move a 135M model in 18 steps: measured forget ROUGE-L 0.85 -> 0.78).
+DEMO_SETTINGS = {"lr": 2e-4, "epochs": 3.0, "alpha": 0.5}
 
 # Acceptance rules the demo checks and prints.
 RULES = [
@@ -109,7 +112,8 @@ def run_demo(out: Path, **overrides: Any) -> dict[str, Any]:
     timings["evaluate_before"] = time.time() - t
 
     console.rule("[bold]2/4 unlearning (generation, training, averaging)")
-    settings = dict(model=DEMO_MODEL, forget=str(resources_dir() / "demo" / DEMO_SETS["forget"]), out=out / "model", overwrite=True)
+    settings = dict(model=DEMO_MODEL, forget=str(resources_dir() / "demo" / DEMO_SETS["forget"]), out=out / "model",
+                    overwrite=True, **DEMO_SETTINGS)
     settings.update(overrides)
     cfg = UnlearnConfig(**settings)
     t = time.time()
