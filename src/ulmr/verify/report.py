@@ -83,10 +83,9 @@ def verify_markdown(summary: dict[str, Any], items: dict[str, Any]) -> str:
 
 def plot(summary: dict[str, Any], path: Path) -> None:
     """Grouped bars (base vs unlearned ROUGE-L recall) per condition, recovery ratio above each pair."""
-    import matplotlib
+    from ..plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = summary["rows"]
     labels = [r["condition"] if r["check"] == "adversarial" else r["check"] + ("\n" + r["condition"].split(",")[0] if r["check"] == "quantisation" else "")
@@ -107,10 +106,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
                  f"(pass <= {summary['settings']['threshold']:g}); over-refusal {o['rise'] * 100:+.1f} pts", fontsize=9)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def write_verify_report(out: str | Path, summary: dict[str, Any], items: dict[str, Any], show: bool = True) -> dict[str, Path]:
