@@ -28,7 +28,7 @@ from .config import UnlearnConfig
 from .data.records import QARecord, load_qa
 from .errors import ConfigError
 from .merge import average_into, check_alpha, scale_lora
-from .models import cached_model_dir, load, load_model, resolve_model, save_model
+from .models import cached_model_dir, load, resolve_model, save_model
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..atomic import atomic_dir, write_json, write_text
-from ..errors import DataError
 from ..eval.report import Table, fmt, markdown, print_table
 from ..progress import console
 
@@ -65,20 +64,6 @@ def barrier() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSONL data file; a malformed line is a one-line DataError naming file and line."""
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: malformed JSON line ({e.msg})") from e
-    return rows
 
 
 # --------------------------------------------------------------------------- stages

@@ -23,7 +23,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..data.records import QARecord
+from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
 from . import common
 from .common import Column, Job, Scatter, StageStore
@@ -100,7 +100,7 @@ def _field(rows: list[dict], name: str, where: Path) -> list[dict]:
 
 def forget_texts(folder: Path, n: int) -> tuple[str, list[dict]]:
     """(subject, the first ``n`` rows of positive.jsonl)."""
-    rows = _field(common.read_jsonl(folder / "positive.jsonl"), "text", folder / "positive.jsonl")[:n]
+    rows = _field(read_jsonl(folder / "positive.jsonl"), "text", folder / "positive.jsonl")[:n]
     subject = rows[0].get("subject") or folder.name.split("_", 1)[1].replace("_", " ")
     return subject, rows
 
@@ -113,7 +113,7 @@ def text_items(subject: str, rows: list[dict]) -> list[QARecord]:
 def dpo_items(folder: Path, subject: str, rows: list[dict]) -> list[QARecord]:
     """Positive texts with the same-``id`` negative (fabricated) text as the preferred answer."""
     path = folder / "negative.jsonl"
-    negs = {r.get("id"): r["text"] for r in _field(common.read_jsonl(path), "text", path)}
+    negs = {r.get("id"): r["text"] for r in _field(read_jsonl(path), "text", path)}
     items = []
     for r in rows:
         if r.get("id") not in negs:
@@ -142,7 +142,7 @@ def reject_records(folder: Path, n: int, model, tok, max_new_tokens: int, batch_
     from ..eval.engines import generate
 
     path = folder / "reject.jsonl"
-    qs = [r["instruction"] for r in _field(common.read_jsonl(path), "instruction", path)[:n]]
+    qs = [r["instruction"] for r in _field(read_jsonl(path), "instruction", path)[:n]]
     cf = ChatFormat(tok)
     answers = generate(model, tok, [cf.prompt_ids(q) for q in qs], max_new_tokens, batch_size, description="original answers")
     return [QARecord(q, a.strip() or "I don't know.") for q, a in zip(qs, answers)]

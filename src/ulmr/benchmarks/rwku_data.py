@@ -3,11 +3,11 @@ hub dataset ``jinzhuoran/RWKU`` (one config per file kind, filtered to the targe
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.records import read_jsonl
 from ..errors import ConfigError, DataError
 
 # part name -> (local file stem, hub config, required fields)
@@ -35,17 +35,6 @@ class RwkuTarget:
     name: str
     subject: str
     parts: dict[str, list[dict]] = field(default_factory=dict)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: malformed JSON line ({e.msg})") from e
-    return rows
 
 
 def _check(rows: list[dict], where: str, fields: tuple[str, ...]) -> list[dict]:
@@ -97,7 +86,7 @@ def load_rwku(data: str | Path, target: int, parts: tuple[str, ...] = CORE_PARTS
             f = folder / f"{stem}.jsonl"
             if not f.exists():
                 raise DataError(f"{f}: no such file")
-            loaded[p] = _check(_read_jsonl(f), str(f), fields)
+            loaded[p] = _check(read_jsonl(f), str(f), fields)
         subject = next((r.get("subject") for rows in loaded.values() for r in rows if r.get("subject")), None)
         subject = subject or folder.name.split("_", 1)[1].replace("_", " ")
         return RwkuTarget(folder.name, subject, loaded)

@@ -22,10 +22,10 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..data.records import QARecord
+from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
 from . import common
-from .common import Column, Job, Row, Scatter, StageStore
+from .common import Column, Job, Scatter, StageStore
 from .tofu_data import FORGET_SPLITS, load_tofu
 
 log = logging.getLogger("ulmr.bench")
@@ -107,7 +107,7 @@ class TofuBenchConfig(BaseModel):
 def _read_split(data: str, name: str) -> list[dict]:
     path = Path(str(data)).expanduser()
     if path.exists() or str(data).startswith((".", "/", "~")):
-        return common.read_jsonl(path / f"{name}.jsonl")
+        return read_jsonl(path / f"{name}.jsonl")
     from .tofu_data import _read_hub  # the evaluation loader's hub reader; the bench only adds the training splits
 
     return _read_hub(str(data), name)

@@ -6,10 +6,10 @@ the perturbed (wrong) answers (5 for Forget/Retain, 3 for Real Authors/World Fac
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.records import read_jsonl
 from ..errors import ConfigError, DataError
 
 FORGET_SPLITS = ("forget01", "forget05", "forget10")
@@ -51,19 +51,6 @@ def _parse(rows: list[dict], where: str, need_paraphrase: bool) -> list[TofuItem
     return items
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        raise DataError(f"{path}: no such file (expected a TOFU data directory with {path.name})")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: malformed JSON line ({e.msg})") from e
-    return rows
-
-
 def _read_hub(hub_id: str, config: str) -> list[dict]:
     """Rows of ``hub_id`` config ``config`` (split 'train'), e.g. locuslab/TOFU forget01_perturbed."""
     try:
@@ -87,7 +74,7 @@ def load_tofu(data: str | Path, forget_split: str) -> dict[str, list[TofuItem]]:
     out = {}
     for name, stem in files.items():
         if local:
-            rows, where = _read_jsonl(path / f"{stem}.jsonl"), str(path / f"{stem}.jsonl")
+            rows, where = read_jsonl(path / f"{stem}.jsonl", "expected a TOFU data directory"), str(path / f"{stem}.jsonl")
         else:
             rows, where = _read_hub(str(data), stem), f"{data}:{stem}"
         out[name] = _parse(rows, where, need_paraphrase=name in ("forget", "retain"))

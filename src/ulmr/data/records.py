@@ -37,6 +37,27 @@ class QARecord:
         return d
 
 
+def read_jsonl(path: str | Path, what: str = "") -> list[dict]:
+    """Rows of a JSON Lines file; a missing file or malformed line is a one-line DataError naming the
+    file and line. Lines split on '\\n' only: U+2028 inside a JSON string is text, not a line break."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file{f' ({what})' if what else ''}")
+    return [row for _, row in _jsonl_rows(path, path.read_text(encoding="utf-8"))]
+
+
+def _jsonl_rows(path: Path, text: str) -> list[tuple[int, Any]]:
+    rows = []
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((n, json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: malformed JSON line ({e.msg})") from e
+    return rows
+
+
 def _read_rows(path: Path) -> list[tuple[int, Any]]:
     """Rows with their 1-based line (JSONL, CSV) or index (JSON array) numbers."""
     try:
@@ -45,15 +66,7 @@ def _read_rows(path: Path) -> list[tuple[int, Any]]:
         raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from e
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((n, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: malformed JSON line ({e.msg})") from e
-        return rows
+        return _jsonl_rows(path, text)
     if suffix == ".json":
         try:
             data = json.loads(text)

@@ -69,7 +69,8 @@ def score(
             ids, mask, pos = _left_batch(seqs, pad_id, device)
             # The first labelled position across the batch bounds the logits we need.
             labelled = (labels != IGNORE).any(0).nonzero()
-            first = int(labelled[0]) if len(labelled) else labels.shape[1] - 1
+            # position 0 has no predecessor, so nothing predicts it: at most T-1 logits are needed
+            first = max(int(labelled[0]), 1) if len(labelled) else labels.shape[1] - 1
             keep = labels.shape[1] - first + 1
             if slice_logits:
                 logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep).logits

@@ -22,14 +22,13 @@ target's retain_mmlu items (:mod:`ulmr.metrics.mcq`). Easy: the built-in general
 
 from __future__ import annotations
 
-import json
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..benchmarks.rwku_data import CORE_PARTS, RwkuTarget, load_rwku
 from ..data.chat import ChatFormat
+from ..data.records import read_jsonl
 from ..errors import ConfigError, DataError
 from ..metrics.f1 import best_f1
 from ..metrics.fluency import ngram_entropy
@@ -38,6 +37,7 @@ from ..metrics.mia import mia_statistic, text_nlls
 from ..metrics.rouge import NOANSWER, rwku_rouge_recall
 from .engines import generate, score
 from .qa import mean
+from ..paths import resources_dir
 from .report import Table, fmt, slash
 
 FB_PROMPT = "Please complete the blank in the following question.\nQuestion: {q}\n"
@@ -120,19 +120,8 @@ def _mcq_items(rows: list[dict], where: str) -> list[MCQItem]:
 
 def load_utility_easy(path: str | Path | None = None) -> list[MCQItem]:
     """The built-in easy general-knowledge multiple-choice set (or a file with the same fields)."""
-    if path is None:
-        text = resources.files("ulmr").joinpath("resources", UTILITY_EASY).read_text(encoding="utf-8")
-        where = UTILITY_EASY
-    else:
-        text, where = Path(path).read_text(encoding="utf-8"), str(path)
-    rows = []
-    for n, line in enumerate(text.split("\n"), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}:{n}: malformed JSON line ({e.msg})") from e
-    items = _mcq_items(rows, where)
+    path = Path(path) if path is not None else resources_dir() / UTILITY_EASY
+    items = _mcq_items(read_jsonl(path), str(path))
     # the easy set is 0-shot and its 'subject' is a plain topic: no MMLU header
     return [MCQItem(it.question, it.choices, it.answer) for it in items]
 
@@ -292,7 +281,7 @@ def rwku_table(result: dict[str, Any], model_name: str) -> Table:
         f"RWKU target {result['target']}",
         header,
         [row],
-        [f"items: " + ", ".join(f"{k} {v}" for k, v in n.items()) + (f" (--limit {result['limit']})" if result["limit"] else ""),
+        ["items: " + ", ".join(f"{k} {v}" for k, v in n.items()) + (f" (--limit {result['limit']})" if result["limit"] else ""),
          "Probes: ROUGE-L recall x100 (PyPI rouge), greedy, 30 new tokens, cut at newline. "
          f"All = {'mean of the level means' if result['pool'] == 'levels' else 'mean over all probes'}.",
          "MIA: mean token NLL x100 on raw text. Gen: MMLU 5-shot letter accuracy (%); Easy: built-in easy set, 0-shot cloze accuracy (%); "
