@@ -4,6 +4,11 @@ Users rarely hold a retain set. Without one, SFT on refusals teaches the model t
 (measured: 92% of TOFU retain questions refused after 2 epochs). Mixing in the base model's own greedy
 answers to unrelated questions keeps its behaviour elsewhere. The answers are generated once per model
 and cached under ``$ULMR_CACHE/anchors``.
+
+The questions interleave questions about books and people ("Who wrote ...?", "Who is ...?") with
+general ones, so that any prefix of the list (one anchor row is drawn per training row) anchors the
+question *forms* a forget set uses. Measured on the demo set: with general questions only, refusals
+spread to every "Who wrote ...?" question (neighbour over-refusal 62% at lr 2e-4, alpha 0.5).
 """
 
 from __future__ import annotations
