@@ -66,6 +66,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def check_methods(methods: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    """Validate a bench's method list (pydantic validator body): known names, at least one, no repeats."""
+    bad = [m for m in methods if m not in allowed]
+    if bad:
+        raise ValueError(f"unknown method '{bad[0]}' (choose from {', '.join(allowed)})")
+    if not methods:
+        raise ValueError("no methods given")
+    return list(dict.fromkeys(methods))
+
+
 # --------------------------------------------------------------------------- stages
 class StageStore:
     """Finished stages as ``<root>/<name>.json``; :meth:`run` returns the stored result instead of rerunning."""

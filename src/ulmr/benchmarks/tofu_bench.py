@@ -90,12 +90,7 @@ class TofuBenchConfig(BaseModel):
     @field_validator("methods")
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if m not in ALL_METHODS]
-        if bad:
-            raise ValueError(f"unknown method '{bad[0]}' (choose from {', '.join(ALL_METHODS)})")
-        if not v:
-            raise ValueError("no methods given")
-        return list(dict.fromkeys(v))
+        return common.check_methods(v, ALL_METHODS)
 
     def get(self, name: str) -> Any:
         """The option's value, or the scale's default when unset."""
