@@ -19,7 +19,7 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
-    """Each test session gets its own ULMR_CACHE, except the converted embedded model, which is shared."""
+    """Tests use the normal cache (``$ULMR_CACHE`` or ~/.cache/ulmr), so the embedded model is converted once."""
     if "ULMR_CACHE" not in os.environ:
         os.environ["ULMR_CACHE"] = str(Path.home() / ".cache" / "ulmr")
     yield
