@@ -66,6 +66,31 @@ def tiny(tiny_model_dir):
     return load(str(tiny_model_dir))
 
 
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run ``ulmr ARGS`` in process; returns (exit code, stderr)."""
+    from ulmr.cli import main
+
+    monkeypatch.setenv("ULMR_QUIET", "1")
+
+    def run(*args: str) -> tuple[int | None, str]:
+        with pytest.raises(SystemExit) as exc:
+            main(list(args))
+        return exc.value.code, capsys.readouterr().err
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The tiny model gains nothing from threads, and on a busy 2-core machine two threads per
+    process oversubscribe the cores (about 10x slower); restored after the module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _data_or_skip(sub: str) -> Path:
     path = SHARED_DATA / sub
     if path.exists():

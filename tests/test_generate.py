@@ -23,16 +23,7 @@ from ulmr.generate.filters import (
 )
 from ulmr.generate.templates import builtin_prompts
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model gains nothing from threads, and on a busy 2-core machine two threads per
-    process oversubscribe the cores (about 10x slower); restored after this module."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 HOSTILE = [

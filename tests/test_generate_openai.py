@@ -12,16 +12,7 @@ from helpers_openai_server import serve_openai
 from ulmr.data.records import load_qa
 from ulmr.generate import BackendError, GenerateConfig, LocalBackend, OpenAIBackend, load_prompt, restructure
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model gains nothing from threads, and on a busy 2-core machine two threads per
-    process oversubscribe the cores (about 10x slower); restored after this module."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SECRET = "sk-test-DO-NOT-LEAK-4f9a2c"

@@ -15,21 +15,6 @@ from scripts.robust import assert_one_line_error
 
 
 @pytest.fixture
-def cli(monkeypatch, capsys):
-    """Run ``ulmr ARGS`` in process; returns (exit code, stderr)."""
-    from ulmr.cli import main
-
-    monkeypatch.setenv("ULMR_QUIET", "1")
-
-    def run(*args: str) -> tuple[int | None, str]:
-        with pytest.raises(SystemExit) as exc:
-            main(list(args))
-        return exc.value.code, capsys.readouterr().err
-
-    return run
-
-
-@pytest.fixture
 def no_model_load(monkeypatch):
     """Bad input must be rejected before the (slow) model load."""
     import ulmr.models

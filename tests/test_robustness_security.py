@@ -17,20 +17,6 @@ FAST = ["--method", "ga", "--max-steps", "1", "--anchor", "none", "--batch-size"
 
 
 @pytest.fixture
-def cli(monkeypatch, capsys):
-    from ulmr.cli import main
-
-    monkeypatch.setenv("ULMR_QUIET", "1")
-
-    def run(*args: str) -> tuple[int | None, str]:
-        with pytest.raises(SystemExit) as exc:
-            main(list(args))
-        return exc.value.code, capsys.readouterr().err
-
-    return run
-
-
-@pytest.fixture
 def pickled_model(tiny_model_dir, tmp_path) -> Path:
     """The tiny model with its weights as a pickle checkpoint (pytorch_model.bin) only."""
     from safetensors.torch import load_file
