@@ -219,3 +219,11 @@ def test_preferred_answers_are_seeded_and_respect_own_preferred(tmp_path):
     assert load_refusals(f) == ["No idea.", "Cannot say."]
     with pytest.raises(ConfigError):
         load_refusals(tmp_path / "missing.txt")
+
+
+def test_ulmr_default_lr_follows_model_size_and_others_do_not():
+    ulmr = METHODS["ulmr"]
+    assert ulmr.default_lr(135_000_000) == 2e-4
+    assert ulmr.default_lr(1_700_000_000) == 5e-5
+    assert ulmr.default_lr(7_000_000_000) == ulmr.lr == 1e-5
+    assert all(cls.default_lr(135_000_000) == cls.lr for name, cls in METHODS.items() if name != "ulmr")

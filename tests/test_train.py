@@ -43,6 +43,13 @@ def test_every_method_trains(method, fresh, tokenizer, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+def test_default_lr_is_the_methods_size_aware_default_and_is_reported(fresh, tokenizer, tmp_path):
+    model = fresh()
+    res = train_unlearn(model, tokenizer, FORGET, None, cfg(method="ulmr", lr=None, max_steps=1), tmp_path)
+    assert res.lr == METHODS["ulmr"].default_lr(model.num_parameters()) == 2e-4
+    assert train_unlearn(fresh(), tokenizer, FORGET, None, cfg(method="ulmr", max_steps=1), tmp_path / "b").lr == 1e-3
+
+
 def test_preference_reference_logps_are_precomputed_and_exact(fresh, tokenizer, tmp_path):
     # first logged loss is the loss before any update: (2/β)·log 2 when π_θ = π_ref
     for method in ("npo", "dpo"):
@@ -122,6 +129,25 @@ def test_rows_pairing_refusals_and_retrain(tokenizer):
     assert all("retain" not in r for r in build_rows(get_method("ga"), fmt, forget, retain, seed=0))
     with pytest.raises(ConfigError):
         build_rows(get_method("graddiff"), fmt, forget, None, seed=0)
+
+
+def test_each_epoch_pairs_fresh_retain_rows(fresh, tokenizer, tmp_path, monkeypatch):
+    """4 forget rows x 2 epochs over 8 retain items: every retain item is trained on once (one fixed
+    pairing would show only 4 of them), and epoch 1 repeats none of epoch 0's."""
+    retain = [{"question": f"What is fact {i}?", "answer": f"Fact {i} is {i * 7}."} for i in range(8)]
+    seen: list[tuple[float, tuple[int, ...]]] = []
+    original = train_mod.UnlearnTrainer.compute_loss
+
+    def spy(self, model, inputs, *a, **kw):
+        for ids, mask in zip(inputs["retain_input_ids"], inputs["retain_attention_mask"]):
+            seen.append((self.state.epoch, tuple(ids[mask.bool()].tolist())))
+        return original(self, model, inputs, *a, **kw)
+
+    monkeypatch.setattr(train_mod.UnlearnTrainer, "compute_loss", spy)
+    train_unlearn(fresh(), tokenizer, FORGET[:4], retain, cfg(method="graddiff", epochs=2, batch_size=2), tmp_path)
+    first = {s for e, s in seen if e < 1}
+    second = {s for e, s in seen if e >= 1}
+    assert len(first) == len(second) == 4 and not first & second
 
 
 def test_config_rejects_unknown_method_and_fields():

@@ -111,7 +111,8 @@ def run_generation(cfg: UnlearnConfig, records: list[QARecord], model, tokenizer
 def load_retain(cfg: UnlearnConfig, model, tokenizer, model_dir: str, n_rows: int | None = None) -> tuple[list[QARecord] | None, str]:
     """The retain set: the user's, else the built-in anchor answered by the base model, else none.
 
-    One retain row is drawn per training row, so the anchor needs at most ``n_rows`` questions."""
+    One retain row is drawn per training row and epoch, so the anchor needs at most ``n_rows`` questions
+    (training rows x epochs)."""
     if cfg.retain:
         return load_qa(cfg.retain, cfg.question_field, cfg.answer_field), "user"
     if cfg.anchor == "builtin" and cfg.method != "ga":
@@ -239,7 +240,13 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
         forget_items = records
 
     t = time.time()
-    retain, retain_source = load_retain(cfg, model, tokenizer, model_dir, n_rows=len(forget_items))
+    tcfg = train_config(cfg)
+    from .methods import get_method
+    from .train import planned_epochs
+
+    epochs = tcfg.epochs if tcfg.epochs is not None else get_method(cfg.method).epochs
+    retain, retain_source = load_retain(cfg, model, tokenizer, model_dir,
+                                        n_rows=len(forget_items) * planned_epochs(tcfg, epochs, len(forget_items)))
     # --alpha auto measures retain knowledge against the *base* model's answers: take them before training.
     auto_retain = (retain or anchor_set(model, tokenizer, model_dir)) if alpha == "auto" else []
     timings["retain_anchor"] = time.time() - t
@@ -247,7 +254,6 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
     from .train import train_unlearn
 
     t = time.time()
-    tcfg = train_config(cfg)
     drop_incomplete_checkpoints(work / "checkpoints")
     trained = train_unlearn(model, tokenizer, forget_items, retain, tcfg, work, resume=not cfg.fresh)
     model = trained.model
@@ -287,7 +293,7 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
             **{k: v for k, v in gen_stats.items()},
         },
         "alpha_auto": auto_record,
-        "training": {"steps": trained.steps, "seconds": trained.seconds, "train_tokens": trained.train_tokens,
+        "training": {"steps": trained.steps, "lr": trained.lr, "seconds": trained.seconds, "train_tokens": trained.train_tokens,
                      "lora": cfg.lora, "config": tcfg.model_dump(mode="json")},
     }
     if not trained.is_main_process:

@@ -10,6 +10,7 @@ last one and ends with the same weights as an uninterrupted run.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -29,10 +30,10 @@ from .errors import ConfigError
 from .methods.refusals import load_refusals
 from .methods.registry import METHODS, get_method
 from .progress import quiet
-from .training.data import PartCollator, RowDataset, as_records, build_rows
+from .training.data import PartCollator, RowDataset, as_records, build_rows, retain_schedule
 from .training.probe import EpochProbe
 from .training.reference import ModelReference, frozen_copy, precompute_ref_logps
-from .training.trainer import UnlearnTrainer
+from .training.trainer import RetainEpochCallback, UnlearnTrainer
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class TrainResult:
     method: str = ""
     best_epoch: float | None = None
     is_main_process: bool = True
+    lr: float | None = None  # the learning rate used (a method default when the config had none)
 
 
 def _set_threads(cfg: TrainConfig) -> None:
@@ -107,6 +109,14 @@ def _set_threads(cfg: TrainConfig) -> None:
     elif "OMP_NUM_THREADS" not in os.environ:
         local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+
+
+def planned_epochs(cfg: TrainConfig, epochs: float, n_rows: int) -> int:
+    """Whole epochs the run will start (from ``max_steps`` when set; one process assumed)."""
+    if cfg.max_steps > 0:
+        per_epoch = max(1, math.ceil(n_rows / (cfg.batch_size * cfg.grad_accum)))
+        return math.ceil(cfg.max_steps / per_epoch)
+    return math.ceil(epochs)
 
 
 def _wrap_lora(model, cfg: TrainConfig):
@@ -176,7 +186,10 @@ def train_unlearn(
     """
     method = get_method(cfg.method, beta=cfg.beta, retain_weight=cfg.retain_weight)
     epochs = cfg.epochs if cfg.epochs is not None else method.epochs
-    lr = cfg.lr if cfg.lr is not None else method.lr
+    lr = cfg.lr if cfg.lr is not None else method.default_lr(model.num_parameters())
+    if cfg.lr is None:
+        log.info("%s: learning rate %g (the method's default for a %.0fM-parameter model)", method.name, lr,
+                 model.num_parameters() / 1e6)
     _set_threads(cfg)
     set_seed(cfg.seed)
     if tokenizer.pad_token_id is None:
@@ -187,6 +200,10 @@ def train_unlearn(
     fmt = ChatFormat(tokenizer, max_length=cfg.max_length)
     refusals = load_refusals(cfg.refusals_file) if method.needs_preferred else []
     rows = build_rows(method, fmt, forget_recs, retain_recs, cfg.seed, refusals)
+    schedule = None
+    if rows and "retain" in rows[0] and method.uses_forget:
+        schedule = retain_schedule(fmt, len(rows), retain_recs, planned_epochs(cfg, epochs, len(rows)), cfg.seed)
+    dataset = RowDataset(rows, schedule)
 
     if cfg.lora:
         model = _wrap_lora(model, cfg)
@@ -204,10 +221,10 @@ def train_unlearn(
     trainer = UnlearnTrainer(
         model=model,
         args=args,
-        train_dataset=RowDataset(rows),
+        train_dataset=dataset,
         data_collator=PartCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=([probe] if probe else []) + list(callbacks or []),
+        callbacks=([probe] if probe else []) + ([RetainEpochCallback(dataset)] if schedule else []) + list(callbacks or []),
         method=method,
     )
     if quiet():
@@ -240,4 +257,5 @@ def train_unlearn(
         method=method.name,
         best_epoch=probe.best_epoch if probe else None,
         is_main_process=trainer.is_world_process_zero(),
+        lr=lr,
     )

@@ -38,6 +38,11 @@ class Method:
         self.beta = self.default_beta if beta is None else beta
         self.retain_weight = self.default_retain_weight if retain_weight is None else retain_weight
 
+    @classmethod
+    def default_lr(cls, n_params: int) -> float:
+        """The learning rate used when none is given, for a model of ``n_params`` parameters."""
+        return cls.lr
+
     def loss(self, model, batch: dict, ref: Reference | None = None) -> torch.Tensor:
         raise NotImplementedError
 

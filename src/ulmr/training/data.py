@@ -71,17 +71,39 @@ def build_rows(
     return rows
 
 
-class RowDataset(torch.utils.data.Dataset):
-    """A list of rows; ``rows[i]`` may gain ``<part>_ref_logp`` floats before training."""
+def retain_schedule(fmt: ChatFormat, n_rows: int, retain: Sequence[QARecord], epochs: int, seed: int) -> list[list[Encoded]]:
+    """The retain row paired with each training row, for each epoch.
 
-    def __init__(self, rows: list[Row]):
+    One pairing over ``n_rows * epochs`` draws (shuffled passes over the retain set), cut into epochs, so
+    later epochs see retain items earlier ones did not while the set has them. Its first epoch is the
+    pairing :func:`build_rows` puts in the rows."""
+    pairing = retain_pairing(n_rows * max(1, epochs), len(retain), seed)
+    encoded: dict[int, Encoded] = {}
+    for j in pairing:
+        if j not in encoded:
+            encoded[j] = fmt.encode(retain[j].question, retain[j].answer)
+    return [[encoded[j] for j in pairing[e * n_rows : (e + 1) * n_rows]] for e in range(max(1, epochs))]
+
+
+class RowDataset(torch.utils.data.Dataset):
+    """A list of rows; ``rows[i]`` may gain ``<part>_ref_logp`` floats before training.
+
+    With a ``retain_by_epoch`` schedule (see :func:`retain_schedule`), row ``i`` carries the retain row
+    of the current ``epoch`` (set by :class:`~ulmr.training.trainer.RetainEpochCallback`)."""
+
+    def __init__(self, rows: list[Row], retain_by_epoch: list[list[Encoded]] | None = None):
         self.rows = rows
+        self.retain_by_epoch = retain_by_epoch
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> Row:
-        return self.rows[i]
+        row = self.rows[i]
+        if self.retain_by_epoch and self.epoch and "retain" in row:
+            row = {**row, "retain": self.retain_by_epoch[self.epoch % len(self.retain_by_epoch)][i]}
+        return row
 
 
 class PartCollator:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from ..methods.base import Method
 from .reference import ModelReference
@@ -40,3 +42,16 @@ class UnlearnTrainer(Trainer):
         if self.accelerator.num_processes > 1:
             counts = self.accelerator.reduce(counts, reduction="sum")
         return int(counts[0]), int(counts[1])
+
+
+class RetainEpochCallback(TrainerCallback):
+    """Tells the training set which epoch begins, so rows carry that epoch's retain pairing.
+
+    ``state.epoch`` is fractional on resume from a mid-epoch checkpoint (e.g. 0.67 in epoch 0), and a
+    finished epoch may read 0.9999999: hence floor with a small tolerance."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.epoch = math.floor((state.epoch or 0) + 1e-6)
