@@ -19,7 +19,7 @@ answer plays its part (as in TOFU's Real Authors / World Facts). Refusal rate: s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..data.chat import ChatFormat
 from ..data.records import QARecord
@@ -28,6 +28,9 @@ from ..metrics.refusal import is_refusal, refusal_rate
 from ..metrics.rouge import rougeL_recall
 from ..metrics.truth_ratio import forget_truth_ratio, retain_truth_ratio, truth_ratio
 from .engines import generate, score
+
+if TYPE_CHECKING:
+    from .report import Table
 
 
 @dataclass
@@ -123,7 +126,7 @@ def evaluate_qa(model, tokenizer, sets: dict[str, list[QARecord]], max_new_token
     return {"sets": {n: summarize_set(n, out_items[n]) for n in names}, "items": out_items}
 
 
-def qa_table(result: dict[str, Any], model_name: str) -> "Table":
+def qa_table(result: dict[str, Any], model_name: str) -> Table:
     """One row per set: ROUGE-L recall, probability, truth ratio, refusal rate (all in %), n."""
     from .report import Table, fmt
 
