@@ -100,7 +100,9 @@ close = dict(rtol=1e-4, atol=1e-4)
 # ---------------------------------------------------------------- one test per method
 def test_ulmr_loss(model, batch):
     got = get_method("ulmr").loss(model, only(batch, "forget", "retain"))
-    torch.testing.assert_close(got, nll(model, batch, "forget") + nll(model, batch, "retain"), **close)
+    torch.testing.assert_close(got, nll(model, batch, "forget") + 2.0 * nll(model, batch, "retain"), **close)
+    one = get_method("ulmr", retain_weight=1.0).loss(model, only(batch, "forget", "retain"))
+    torch.testing.assert_close(one, nll(model, batch, "forget") + nll(model, batch, "retain"), **close)
     alone = get_method("ulmr").loss(model, only(batch, "forget"))
     torch.testing.assert_close(alone, nll(model, batch, "forget"), **close)
 
@@ -223,7 +225,7 @@ def test_preferred_answers_are_seeded_and_respect_own_preferred(tmp_path):
 
 def test_ulmr_default_lr_follows_model_size_and_others_do_not():
     ulmr = METHODS["ulmr"]
-    assert ulmr.default_lr(135_000_000) == 2e-4
-    assert ulmr.default_lr(1_700_000_000) == 5e-5
+    assert ulmr.default_lr(135_000_000) == 1e-4
+    assert ulmr.default_lr(1_700_000_000) == 3e-5
     assert ulmr.default_lr(7_000_000_000) == ulmr.lr == 1e-5
     assert all(cls.default_lr(135_000_000) == cls.lr for name, cls in METHODS.items() if name != "ulmr")

@@ -46,7 +46,7 @@ def test_every_method_trains(method, fresh, tokenizer, tmp_path):
 def test_default_lr_is_the_methods_size_aware_default_and_is_reported(fresh, tokenizer, tmp_path):
     model = fresh()
     res = train_unlearn(model, tokenizer, FORGET, None, cfg(method="ulmr", lr=None, max_steps=1), tmp_path)
-    assert res.lr == METHODS["ulmr"].default_lr(model.num_parameters()) == 2e-4
+    assert res.lr == METHODS["ulmr"].default_lr(model.num_parameters()) == 1e-4
     assert train_unlearn(fresh(), tokenizer, FORGET, None, cfg(method="ulmr", max_steps=1), tmp_path / "b").lr == 1e-3
 
 

@@ -46,7 +46,8 @@ class UnlearnConfig(GenerationOptions):
     alpha: Union[float, Literal["auto"], None] = Field(None, description="averaging weight; default 0.5 for ulmr, none for other methods")
     allow_extrapolation: bool = False
     epochs: Optional[float] = Field(None, gt=0, description="training epochs (default: the method's)")
-    lr: Optional[float] = Field(None, gt=0)
+    lr: Optional[float] = Field(None, gt=0, description="learning rate (default: the method's, by model size for ulmr)")
+    retain_weight: Optional[float] = Field(None, ge=0, description="weight of the retain/anchor NLL term (default: the method's)")
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_steps: int = -1

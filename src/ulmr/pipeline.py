@@ -128,6 +128,7 @@ def train_config(cfg: UnlearnConfig):
         method=cfg.method,
         epochs=cfg.epochs,
         lr=cfg.lr,
+        retain_weight=cfg.retain_weight,
         batch_size=cfg.batch_size,
         grad_accum=cfg.grad_accum,
         max_steps=cfg.max_steps,

@@ -3,7 +3,7 @@
 =========  =====================================================  ========================  ======
 name       loss                                                   defaults                  retain
 =========  =====================================================  ========================  ======
-ulmr       NLL(D_fr) + λ·NLL_r                                    λ=1, lr 1e-5, 3 epochs    optional
+ulmr       NLL(D_fr) + λ·NLL_r                                    λ=2, lr by size*, 3 epochs optional
 ga         −NLL_f                                                 lr 1e-5, 3 epochs         unused
 graddiff   −NLL_f + w·NLL_r                                       w=1, lr 1e-5, 3 epochs    required
 kl         −NLL_f + w·KL(p_ref ‖ p_θ) on retain answer tokens     w=1, lr 1e-5, 3 epochs    required
@@ -13,7 +13,8 @@ retrain    NLL_r (forget rows ignored; start from the base model) lr 1e-5, 5 epo
 =========  =====================================================  ========================  ======
 
 Δ(y) = log π_θ(y|x) − log π_ref(y|x), summed over answer tokens including EOS; NLL terms are token means
-over the batch. Adding a method: a file with a :class:`Method` subclass (its loss and class-attribute
+over the batch. *ULMR's lr without ``--lr``: 1e-4 below 0.5B parameters, 3e-5 below 3B, else 1e-5
+(:data:`ulmr.methods.ulmr.LR_BY_SIZE`). Adding a method: a file with a :class:`Method` subclass (its loss and class-attribute
 defaults) and one line in ``registry.METHODS``.
 """
 
