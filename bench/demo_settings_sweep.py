@@ -1,0 +1,68 @@
+"""The sweep behind the demo's settings (docs/results/demo.md): train ULMR's p_f once on the demo forget
+set with the given lr / λ / LoRA, then measure the demo's numbers at several α without writing models.
+
+usage: python bench/demo_settings_sweep.py NAME LR EPOCHS ALPHAS [--retain-weight 2] [--lora] [--dfr D_FR.jsonl]
+       e.g. python bench/demo_settings_sweep.py lr1e-4 1e-4 3 0.4,0.5,0.6 --retain-weight 2
+Reuse the D_fr of a first run (OUT/NAME/d_fr.jsonl) with --dfr so configurations differ in training only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("ULMR_QUIET", "1")
+
+from ulmr.config import UnlearnConfig  # noqa: E402
+from ulmr.demo import DEMO_MODEL, DEMO_SETS, RULES, demo_sets, measure  # noqa: E402
+from ulmr.models import load  # noqa: E402
+from ulmr.paths import resources_dir  # noqa: E402
+from ulmr.pipeline import base_weights_dir, unlearn  # noqa: E402
+from ulmr.sweep import Interpolator  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("name")
+    ap.add_argument("lr", type=float)
+    ap.add_argument("epochs", type=float)
+    ap.add_argument("alphas")
+    ap.add_argument("--retain-weight", type=float, default=None)
+    ap.add_argument("--lora", action="store_true")
+    ap.add_argument("--dfr", default=None, help="an existing D_fr (skips generation)")
+    ap.add_argument("--out", default="/tmp/ulmr_demo_sweep")
+    args = ap.parse_args()
+    out = Path(args.out)
+    sets = demo_sets()
+    model, tok = load(DEMO_MODEL)
+    before, _ = measure(model, tok, sets)
+    del model
+    forget = args.dfr or str(resources_dir() / "demo" / DEMO_SETS["forget"])
+    cfg = UnlearnConfig(model=DEMO_MODEL, forget=forget, out=out / args.name, lr=args.lr, epochs=args.epochs,
+                        retain_weight=args.retain_weight, lora=args.lora, lora_r=16, alpha=0.5,
+                        keep_finetuned=True, overwrite=True)
+    unlearn(cfg, generate_dfr=args.dfr is None)
+    ft = out / args.name / "finetuned"
+    if (ft / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base, tok = load(DEMO_MODEL)
+        model = PeftModel.from_pretrained(base, str(ft))
+        interp = Interpolator(model)
+    else:
+        model, tok = load(str(ft))
+        interp = Interpolator(model, base_weights_dir(DEMO_MODEL))
+    results = {"before": before, "settings": vars(args), "points": {}}
+    for a in (float(x) for x in args.alphas.split(",")):
+        interp.set(a)
+        after, _ = measure(model, tok, sets)
+        checks = {name: bool(rule(before, after)) for name, rule in RULES}
+        results["points"][a] = {"after": after, "checks": checks}
+        print(f"alpha {a}: " + ", ".join(f"{k} {v * 100:.1f}" for k, v in after.items()), list(checks.values()), flush=True)
+    (out / f"{args.name}.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
