@@ -242,12 +242,10 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
 
     t = time.time()
     tcfg = train_config(cfg)
-    from .methods import get_method
     from .train import planned_epochs
 
-    epochs = tcfg.epochs if tcfg.epochs is not None else get_method(cfg.method).epochs
     retain, retain_source = load_retain(cfg, model, tokenizer, model_dir,
-                                        n_rows=len(forget_items) * planned_epochs(tcfg, epochs, len(forget_items)))
+                                        n_rows=len(forget_items) * planned_epochs(tcfg, len(forget_items)))
     # --alpha auto measures retain knowledge against the *base* model's answers: take them before training.
     auto_retain = (retain or anchor_set(model, tokenizer, model_dir)) if alpha == "auto" else []
     timings["retain_anchor"] = time.time() - t

@@ -111,8 +111,9 @@ def _set_threads(cfg: TrainConfig) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
-def planned_epochs(cfg: TrainConfig, epochs: float, n_rows: int) -> int:
+def planned_epochs(cfg: TrainConfig, n_rows: int) -> int:
     """Whole epochs the run will start (from ``max_steps`` when set; one process assumed)."""
+    epochs = cfg.epochs if cfg.epochs is not None else METHODS[cfg.method].epochs
     if cfg.max_steps > 0:
         per_epoch = max(1, math.ceil(n_rows / (cfg.batch_size * cfg.grad_accum)))
         return math.ceil(cfg.max_steps / per_epoch)
@@ -202,7 +203,7 @@ def train_unlearn(
     rows = build_rows(method, fmt, forget_recs, retain_recs, cfg.seed, refusals)
     schedule = None
     if rows and "retain" in rows[0] and method.uses_forget:
-        schedule = retain_schedule(fmt, len(rows), retain_recs, planned_epochs(cfg, epochs, len(rows)), cfg.seed)
+        schedule = retain_schedule(fmt, len(rows), retain_recs, planned_epochs(cfg, len(rows)), cfg.seed)
     dataset = RowDataset(rows, schedule)
 
     if cfg.lora:
