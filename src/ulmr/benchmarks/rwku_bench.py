@@ -36,6 +36,10 @@ METHOD_NAMES = {"ulmr": "ULMR", "ga": "Gradient Ascent", "kl": "KL Minimization"
                 "graddiff": "Gradient Difference"}
 BIO_PROMPT = "Write a short biography of {subject}."
 RETAIN_TARGETS = 3
+# Laptop defaults (the 3-target bench in < 2.5 h on 2 CPU cores): 30 items per probe set / MIA set / MMLU, one
+# epoch over --limit-train texts (8 steps at batch 4: ~400-token biographies train at ~100 tokens/s), one lr for
+# every method, 5e-5 (1e-5, RWKU's 8B setting, barely moves a 135M model in 8 steps). GPU users pass --limit 0.
+LAPTOP_LIMIT = 30
 USES_RETAIN = ("kl", "graddiff", "ulmr")  # RWKU's GA, NPO and DPO train on the forget side only
 
 
@@ -49,12 +53,12 @@ class RwkuBenchConfig(BaseModel):
     targets: list[int] = Field(default_factory=lambda: [111, 106, 31])
     methods: list[str] = Field(default_factory=lambda: ["ulmr", "ga", "kl", "dpo", "npo"])
     limit_train: int = Field(32, ge=1)
-    limit: Optional[int] = Field(None, ge=1)
+    limit: Optional[int] = Field(LAPTOP_LIMIT, ge=0, description="items per probe set / MIA set / MMLU; 0 or None: all")
     utility: Literal["easy", "mmlu", "both"] = "both"
     seeds: int = Field(1, ge=1)
     out: Path = Path("runs/bench/rwku")
-    lr: float = Field(1e-5, gt=0)
-    epochs: float = Field(3.0, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_steps: Optional[int] = Field(None, ge=1, description="unlearning steps for every method (default: epochs over limit_train items)")
