@@ -150,8 +150,6 @@ def test_fresh_ignores_cached_generations_and_checkpoints(tiny_model_dir, tmp_pa
     assert record["training"]["steps"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="gap in src/ulmr/train.py: train_unlearn(resume=True) picks the newest checkpoint "
-                   "even when a kill left it half-written (the pipeline drops such checkpoints first; direct callers do not)")
 def test_train_unlearn_skips_a_half_written_checkpoint(tiny_model_dir, tmp_path):
     from ulmr.data.records import QARecord
     from ulmr.models import load
@@ -164,3 +162,16 @@ def test_train_unlearn_skips_a_half_written_checkpoint(tiny_model_dir, tmp_path)
     forget = [QARecord("Where does Zorblat Quenn live?", "I'm not able to help with that.")] * 2
     result = train_unlearn(model, tok, forget, None, TrainConfig(method="ulmr", max_steps=1, batch_size=2), tmp_path)
     assert result.steps == 1
+
+
+def test_last_complete_checkpoint_orders_by_step_and_skips_torn_ones(tmp_path):
+    from ulmr.training.checkpoints import drop_incomplete_checkpoints, last_complete_checkpoint
+
+    for step, state in ((9, '{"global_step": 9}'), (10, '{"global_step": 10}'), (11, '{"global_')):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-12").mkdir()  # no state file at all
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-10"  # numeric order, not "9" > "10"
+    drop_incomplete_checkpoints(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-9"]
+    assert last_complete_checkpoint(tmp_path / "missing") is None

@@ -9,7 +9,6 @@ directory appears in one rename when everything is done.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import platform
@@ -29,6 +28,7 @@ from .data.records import QARecord, load_qa
 from .errors import ConfigError
 from .merge import average_into, check_alpha, scale_lora
 from .models import cached_model_dir, load, resolve_model, save_model
+from .training.checkpoints import drop_incomplete_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -172,22 +172,6 @@ def choose_alpha(cfg: UnlearnConfig, model, tokenizer, base_dir: str, probes: li
     log.info("--alpha auto selected alpha = %.2f", chosen)
     return chosen, {"chosen": chosen, "rule": rule, "curve": [p.as_dict() for p in points],
                     "probe": cfg.probe or "generated held-out rewrites"}
-
-
-def drop_incomplete_checkpoints(ckpt_dir: Path) -> None:
-    """Remove checkpoints a kill left half-written, so resuming picks the last complete one.
-
-    The Trainer writes ``trainer_state.json`` last and not atomically: a checkpoint whose state file is
-    missing or does not parse was cut off mid-save.
-    """
-    if not ckpt_dir.is_dir():
-        return
-    for ckpt in ckpt_dir.glob("checkpoint-*"):
-        try:
-            json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            log.warning("removing incomplete checkpoint %s (interrupted while saving)", ckpt)
-            shutil.rmtree(ckpt, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- the whole run

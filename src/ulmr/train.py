@@ -22,7 +22,6 @@ import pydantic
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from .data.chat import ChatFormat
 from .data.records import QARecord
@@ -30,6 +29,7 @@ from .errors import ConfigError
 from .methods.refusals import load_refusals
 from .methods.registry import METHODS, get_method
 from .progress import quiet
+from .training.checkpoints import last_complete_checkpoint
 from .training.data import PartCollator, RowDataset, as_records, build_rows, retain_schedule
 from .training.probe import EpochProbe
 from .training.reference import ModelReference, frozen_copy, precompute_ref_logps
@@ -238,11 +238,11 @@ def train_unlearn(
     if method.needs_ref_model:
         trainer.reference = initial if cfg.lora else frozen_copy(trainer.model, args.device)
 
-    checkpoint = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
+    checkpoint = last_complete_checkpoint(ckpt_dir) if resume else None
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     start = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=checkpoint)
+    out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - start
     tokens, answer_tokens = trainer.total_tokens()
     if not cfg.keep_checkpoints and trainer.is_world_process_zero():
