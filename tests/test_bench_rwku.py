@@ -55,3 +55,10 @@ def test_rwku_bench_outputs_before_row_and_resume(tiny, tiny_model_dir, rwku_dir
     direct = flat_metrics(evaluate_rwku(model, tok, str(rwku_dir), 111, limit=2, utility="both", batch_size=8))
     for k, v in direct.items():
         assert rows["Before"]["metrics"][k] == pytest.approx(v, abs=1e-9), k
+
+    # ULMR on the same stages: its D_fr is built from the reject questions and reported in the table notes
+    ulmr_res = run_rwku_bench(_cfg(tiny_model_dir, rwku_dir, out).model_copy(update={"methods": ["ulmr"]}), show=False)
+    info = ulmr_res["training"]["ulmr"][0]
+    assert info["forget_items"] == info["d_fr_rows"] == 2 * 3  # 2 reject questions x (original + 2 rewrites)
+    assert info["fallback_negatives"].endswith("/6") and ulmr_res["timings"]["t111/before"]["reused"]
+    assert "ULMR D_fr (per run): 6 rows" in ulmr_res["paths"]["markdown"].read_text(encoding="utf-8")

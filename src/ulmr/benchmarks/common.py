@@ -169,16 +169,30 @@ def train_model(start: str | Path, forget: Sequence[Any], retain: Sequence[Any] 
 
 
 def ulmr_forget_rows(records: Sequence[Any], model, tokenizer, work: Path, model_spec: str, max_new_tokens: int = 64,
-                     batch_size: int = 16) -> list[dict]:
+                     batch_size: int = 16) -> tuple[list[dict], dict[str, Any]]:
     """D_fr for ``records`` (QARecords) with ``model`` as the generator: the pipeline's generation stage,
-    resumable through ``work/generation_cache.jsonl``. Seed 0, so every unlearning seed trains on the same D_fr."""
+    resumable through ``work/generation_cache.jsonl``. Seed 0, so every unlearning seed trains on the same D_fr.
+
+    Returns the rows and what to report about them: row count and how many rewrites / negative responses fell
+    back to templates (a generator that no longer follows the prompts makes D_fr all templates)."""
     from ..config import UnlearnConfig
     from ..pipeline import run_generation
 
     cfg = UnlearnConfig(model=model_spec, forget="(bench)", out=work, seed=0, max_new_tokens=max_new_tokens,
                         gen_batch_size=batch_size)
     work.mkdir(parents=True, exist_ok=True)
-    return run_generation(cfg, list(records), model, tokenizer, work).rows
+    res = run_generation(cfg, list(records), model, tokenizer, work)
+    n_items, k = len(records), cfg.num_rewrites
+    info = {"d_fr_rows": len(res.rows), "fallback_rewrites": f"{res.stats['fallback_rewrites']}/{n_items * (k + 1)}",
+            "fallback_negatives": f"{res.stats['fallback_negatives']}/{n_items * (k + 1)}"}
+    return res.rows, info
+
+
+def dfr_note(trainings: Sequence[dict[str, Any] | None]) -> str | None:
+    """A table note on ULMR's D_fr: rows and template fallbacks per run (None when no run reported them)."""
+    parts = [f"{t['d_fr_rows']} rows, template fallbacks: rewrites {t['fallback_rewrites']}, negatives {t['fallback_negatives']}"
+             for t in trainings if t and "fallback_rewrites" in t]
+    return ("ULMR D_fr (per run): " + "; ".join(dict.fromkeys(parts)) + ".") if parts else None
 
 
 def equal_steps(n_items: int, batch_size: int, grad_accum: int, epochs: float) -> int:

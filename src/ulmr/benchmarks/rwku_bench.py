@@ -188,13 +188,13 @@ def unlearn_job(cfg: RwkuBenchConfig, method: str, seed: int, target: int, base:
         subject, rows = forget_texts(folder, cfg.limit_train)
         retain = retain_items(cfg.data, target, cfg.limit_train) if method in USES_RETAIN else None
         info: dict[str, Any] = {}
+        forget: list[Any]
         if method == "ulmr":
             model, tok = load(base)
             records = reject_records(folder, cfg.limit_train, model, tok, cfg.answer_tokens, cfg.eval_batch_size)
-            forget: list[Any] = common.ulmr_forget_rows(records, model, tok, out / "work" / f"t{target}-ulmr-generation", cfg.model,
-                                                        cfg.gen_max_new_tokens, cfg.eval_batch_size)
+            forget, info = common.ulmr_forget_rows(records, model, tok, out / "work" / f"t{target}-ulmr-generation", cfg.model,
+                                                   cfg.gen_max_new_tokens, cfg.eval_batch_size)
             del model
-            info["d_fr_rows"] = len(forget)
         elif method == "dpo":
             forget = dpo_items(folder, subject, rows)
         else:
@@ -276,6 +276,8 @@ def run_rwku_bench(cfg: RwkuBenchConfig, show: bool = True) -> dict[str, Any]:
         "Probes: ROUGE-L recall x100; MIA: mean token NLL x100; Gen: MMLU 5-shot accuracy (%); Easy: built-in easy set (%);"
         " Over-refusal: % of neighbour probes answered with a refusal.",
     ]
+    if "ulmr" in done and (note := common.dfr_note([r.get("training") for r in done["ulmr"]])):
+        notes.append(note)
     timings = dict(store.timings)
     timings["total, this invocation"] = {"seconds": round(time.time() - t0, 1), "reused": False}
     payload = {"benchmark": "rwku", "settings": cfg.model_dump(mode="json"), "unlearning_steps": steps, "stages": str(store.root),

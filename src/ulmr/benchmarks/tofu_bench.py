@@ -79,6 +79,8 @@ class TofuBenchConfig(BaseModel):
     eval_batch_size: int = Field(16, ge=1)
     max_length: int = Field(512, ge=16)
     lora: bool = False
+    generator: Literal["target", "base"] = Field(
+        "target", description="ULMR's generator: the target model (the paper's p_θ) or the model before TOFU fine-tuning")
 
     @field_validator("forget_split")
     @classmethod
@@ -214,20 +216,21 @@ def unlearn_job(cfg: TofuBenchConfig, method: str, seed: int, target: Path, forg
     """``run()`` of one unlearning job: (ULMR: D_fr from the target) -> train -> (ULMR: average) -> evaluate."""
 
     def run() -> dict[str, Any]:
-        from ..models import load
+        from ..models import cached_model_dir, load
 
         work = out / "work" / f"{method}-seed{seed}"
         forget_items: list[Any] = forget
         info: dict[str, Any] = {}
         if method == "ulmr":
-            gen_model, gen_tok = load(str(target))
-            forget_items = common.ulmr_forget_rows(forget, gen_model, gen_tok, out / "work" / "ulmr-generation", str(target),
-                                                   cfg.gen_max_new_tokens, cfg.eval_batch_size)
+            generator = str(target) if cfg.generator == "target" else cached_model_dir(cfg.model)
+            gen_model, gen_tok = load(generator)
+            forget_items, info = common.ulmr_forget_rows(forget, gen_model, gen_tok, out / "work" / f"ulmr-generation{_gen_suffix(cfg)}",
+                                                         generator, cfg.gen_max_new_tokens, cfg.eval_batch_size)
+            info["generator"] = cfg.generator
             del gen_model
             from ..atomic import write_jsonl
 
-            write_jsonl(out / "d_fr.jsonl", forget_items)
-            info["d_fr_rows"] = len(forget_items)
+            write_jsonl(out / f"d_fr{_gen_suffix(cfg)}.jsonl", forget_items)
         tcfg = _train_config(cfg, method, seed, finetune=False, max_steps=steps)
         model, tok, res = common.train_model(target, forget_items, retain, tcfg, work,
                                              alpha=cfg.alpha if method == "ulmr" else None)
@@ -249,7 +252,12 @@ def stage_key(cfg: TofuBenchConfig, target: Path, retain: Path) -> str:
     s = {k: cfg.get(k) for k in SCALES["mini"] if not k.startswith("ft_") and k != "train_retain"}
     return common.settings_key({**s, "target": target.name, "retain": retain.name, "alpha": cfg.alpha, "max_steps": cfg.max_steps,
                                 "gen_max_new_tokens": cfg.gen_max_new_tokens,
-                                "lora": cfg.lora, "eval_batch_size": cfg.eval_batch_size})
+                                "lora": cfg.lora, "eval_batch_size": cfg.eval_batch_size,
+                                **({"generator": cfg.generator} if cfg.generator != "target" else {})})
+
+
+def _gen_suffix(cfg: TofuBenchConfig) -> str:
+    return "" if cfg.generator == "target" else f"-{cfg.generator}"
 
 
 def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
@@ -279,12 +287,15 @@ def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
         f"model {cfg.model}; scale {cfg.scale}; forget split {cfg.forget_split}; training set {len(forget)} forget + {len(retain)} retain QA.",
         f"evaluation items: {caps}; greedy, at most {cfg.get('max_new_tokens')} new tokens.",
         f"unlearning: {n_steps} optimizer steps for every method, lr {cfg.get('lr'):g}, batch {cfg.get('batch_size')}"
-        f" x {cfg.get('grad_accum')}; ULMR alpha {cfg.alpha:g}; seeds {cfg.seeds}; Retraining = the retain model.",
+        f" x {cfg.get('grad_accum')}; ULMR alpha {cfg.alpha:g}, generator {cfg.generator}"
+        f" model; seeds {cfg.seeds}; Retraining = the retain model.",
         f"target/retain fine-tuning: lr {cfg.get('ft_lr'):g}, {cfg.get('ft_epochs'):g} epochs, batch {cfg.get('ft_batch_size')}"
         f" x {cfg.get('ft_grad_accum')}.",
         "FQ = KS-test p-value vs the retain model's forget truth ratios (depends on the item count); MU = harmonic mean of "
         "Retain/RA/WF x R/P/TR. TR: Forget mean(min(R,1/R)), others mean(max(0,1-R)).",
     ]
+    if "ulmr" in done and (note := common.dfr_note([r.get("training") for r in done["ulmr"]])):
+        notes.append(note)
     timings["total, this invocation"] = {"seconds": round(time.time() - t0, 1), "reused": False}
     payload = {"benchmark": "tofu", "settings": cfg.model_dump(mode="json"), "resolved": {k: cfg.get(k) for k in SCALES["mini"]},
                "unlearning_steps": n_steps, "models": {"target": str(target_dir), "retain": str(retain_dir)},

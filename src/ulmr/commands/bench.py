@@ -65,6 +65,7 @@ def tofu_cmd(
     batch_size: Optional[int] = typer.Option(None, help="Unlearning batch size per device (4)."),
     max_steps: Optional[int] = typer.Option(None, help="Unlearning optimizer steps for every method (overrides --epochs)."),
     alpha: float = typer.Option(0.5, help="ULMR averaging weight."),
+    generator: str = typer.Option("target", help="ULMR's generator: target (the paper's p_θ) or base (the model before TOFU fine-tuning)."),
     eval_batch_size: int = typer.Option(16, help="Evaluation batch size."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
 ) -> None:
@@ -75,7 +76,7 @@ def tofu_cmd(
                  seeds=seeds, out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
                  eval_real_authors=eval_real_authors, eval_world_facts=eval_world_facts, max_new_tokens=max_new_tokens,
                  ft_lr=ft_lr, ft_epochs=ft_epochs, ft_batch_size=ft_batch_size, lr=lr, epochs=epochs, batch_size=batch_size,
-                 max_steps=max_steps, alpha=alpha, eval_batch_size=eval_batch_size)
+                 max_steps=max_steps, alpha=alpha, generator=generator, eval_batch_size=eval_batch_size)
     check_config(cfg)
     _threads(threads)
     res = run_tofu_bench(cfg)
