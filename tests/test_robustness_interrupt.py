@@ -162,6 +162,7 @@ def test_train_unlearn_skips_a_half_written_checkpoint(tiny_model_dir, tmp_path)
     forget = [QARecord("Where does Zorblat Quenn live?", "I'm not able to help with that.")] * 2
     result = train_unlearn(model, tok, forget, None, TrainConfig(method="ulmr", max_steps=1, batch_size=2), tmp_path)
     assert result.steps == 1
+    assert not torn.exists()  # removed, not left for the Trainer's checkpoint rotation
 
 
 def test_last_complete_checkpoint_orders_by_step_and_skips_torn_ones(tmp_path):

@@ -28,7 +28,6 @@ from .data.records import QARecord, load_qa
 from .errors import ConfigError
 from .merge import average_into, check_alpha, scale_lora
 from .models import cached_model_dir, load, resolve_model, save_model
-from .training.checkpoints import drop_incomplete_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +236,6 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
     from .train import train_unlearn
 
     t = time.time()
-    drop_incomplete_checkpoints(work / "checkpoints")
     trained = train_unlearn(model, tokenizer, forget_items, retain, tcfg, work, resume=not cfg.fresh)
     model = trained.model
     timings["training"] = time.time() - t

@@ -29,7 +29,7 @@ from .errors import ConfigError
 from .methods.refusals import load_refusals
 from .methods.registry import METHODS, get_method
 from .progress import quiet
-from .training.checkpoints import last_complete_checkpoint
+from .training.checkpoints import drop_incomplete_checkpoints, last_complete_checkpoint
 from .training.data import PartCollator, RowDataset, as_records, build_rows, retain_schedule
 from .training.probe import EpochProbe
 from .training.reference import ModelReference, frozen_copy, precompute_ref_logps
@@ -182,8 +182,8 @@ def train_unlearn(
     """Train ``model`` in memory with ``cfg.method``'s loss and return it (a PeftModel with ``cfg.lora``).
 
     ``forget``/``retain`` are QARecords or dicts with question/answer (optional preferred). Nothing is
-    written outside ``output_dir``; with ``resume`` the last checkpoint in ``output_dir/checkpoints`` is
-    continued.
+    written outside ``output_dir``; with ``resume`` half-written checkpoints in ``output_dir/checkpoints`` are
+    removed and the last complete one is continued.
     """
     method = get_method(cfg.method, beta=cfg.beta, retain_weight=cfg.retain_weight)
     epochs = cfg.epochs if cfg.epochs is not None else method.epochs
@@ -238,7 +238,9 @@ def train_unlearn(
     if method.needs_ref_model:
         trainer.reference = initial if cfg.lora else frozen_copy(trainer.model, args.device)
 
-    checkpoint = last_complete_checkpoint(ckpt_dir) if resume else None
+    if resume and trainer.is_world_process_zero():
+        drop_incomplete_checkpoints(ckpt_dir)  # else the Trainer's rotation and re-saves trip over them
+    checkpoint = last_complete_checkpoint(ckpt_dir) if resume else None  # other ranks may look before the drop
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     start = time.perf_counter()
