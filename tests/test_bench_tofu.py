@@ -81,7 +81,7 @@ def test_tofu_bench_outputs_cache_and_resume(tiny_model_dir, tiny_tofu, tmp_path
     a = _rows(paths["json"])
     assert a["Retraining"]["FQ"] == pytest.approx(1.0)
     dfr = first["training"]["ulmr"][0]
-    assert dfr["generator"] == "target" and dfr["fallback_negatives"].endswith("/6")  # 2 forget items x (k + 1)
+    assert dfr["generator"] == "base" and dfr["fallback_negatives"].endswith("/6")  # 2 forget items x (k + 1)
     assert "ULMR D_fr (per run): " in md
     target_dir = Path(first["models"]["target"])
     stamp = (target_dir / "model.safetensors").stat().st_mtime_ns
@@ -96,14 +96,15 @@ def test_tofu_bench_outputs_cache_and_resume(tiny_model_dir, tiny_tofu, tmp_path
         for k, v in b[name].items():
             assert v == pytest.approx(a[name][k], abs=1e-3), (name, k)
 
-    # 4. --generator base: D_fr comes from the model before TOFU fine-tuning, in its own cache; a new stage key
+    # 4. --generator target (the paper's p_θ): D_fr comes from the target model, in its own cache; a new stage key
     import ulmr.models
 
     real_load, loaded = ulmr.models.load, []
     monkeypatch.setattr(ulmr.models, "load", lambda path, *a, **kw: (loaded.append(str(path)), real_load(path, *a, **kw))[1])
-    cfg = _cfg(tiny_model_dir, tiny_tofu, tmp_path / "run1", ["ulmr"]).model_copy(update={"generator": "base"})
+    cfg = _cfg(tiny_model_dir, tiny_tofu, tmp_path / "run1", ["ulmr"]).model_copy(update={"generator": "target"})
     third = run_tofu_bench(cfg, show=False)
-    assert third["training"]["ulmr"][0]["generator"] == "base"
-    assert str(ulmr.models.cached_model_dir(str(tiny_model_dir))) in loaded and str(target_dir) in loaded
-    assert (tmp_path / "run1" / "work" / "ulmr-generation-base" / "generation_cache.jsonl").exists()
+    assert third["training"]["ulmr"][0]["generator"] == "target"
+    assert str(ulmr.models.cached_model_dir(str(tiny_model_dir))) not in loaded and str(target_dir) in loaded
+    for suffix in ("", "-base"):  # the default run's (base) generations and this one's (target) are kept apart
+        assert (tmp_path / "run1" / "work" / f"ulmr-generation{suffix}" / "generation_cache.jsonl").exists()
     assert len(list((tmp_path / "run1" / "stages").iterdir())) == 2

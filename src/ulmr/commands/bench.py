@@ -65,7 +65,7 @@ def tofu_cmd(
     batch_size: Optional[int] = typer.Option(None, help="Unlearning batch size per device (4)."),
     max_steps: Optional[int] = typer.Option(None, help="Unlearning optimizer steps for every method (overrides --epochs)."),
     alpha: float = typer.Option(0.5, help="ULMR averaging weight."),
-    generator: str = typer.Option("target", help="ULMR's generator: target (the paper's p_θ) or base (the model before TOFU fine-tuning)."),
+    generator: str = typer.Option("base", help="ULMR's generator: base (the model before TOFU fine-tuning; default, because a small target that memorised TOFU stops following the prompts) or target (the paper's p_θ)."),
     eval_batch_size: int = typer.Option(16, help="Evaluation batch size."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
 ) -> None:
