@@ -108,3 +108,31 @@ def test_tofu_bench_outputs_cache_and_resume(tiny_model_dir, tiny_tofu, tmp_path
     for suffix in ("", "-base"):  # the default run's (base) generations and this one's (target) are kept apart
         assert (tmp_path / "run1" / "work" / f"ulmr-generation{suffix}" / "generation_cache.jsonl").exists()
     assert len(list((tmp_path / "run1" / "stages").iterdir())) == 2
+
+
+def test_tofu_bench_seeds_report_mean_and_spread(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):
+    """--seeds 2: one unlearning run per seed (seed passed to training), the row is their mean, the spread their std."""
+    import statistics
+
+    monkeypatch.setenv("ULMR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ULMR_QUIET", "1")
+    real_train, seeds = common.train_model, []
+    monkeypatch.setattr(common, "train_model", lambda *a, **kw: (seeds.append(a[3].seed), real_train(*a, **kw))[1])
+    cfg = _cfg(tiny_model_dir, tiny_tofu, tmp_path / "run", ["ga"]).model_copy(update={"seeds": 2, "lr": 1e-2})
+    res = run_tofu_bench(cfg, show=False)
+    assert seeds[-2:] == [0, 1] and len(seeds) == 4  # target, retain, then one GA run per seed
+    stage_dir = Path(res["stages"])
+    per_seed = [json.loads((stage_dir / f"ga-seed{s}.json").read_text(encoding="utf-8")) for s in (0, 1)]
+    per_seed = [r["metrics"] for r in per_seed]
+    assert per_seed[0] != per_seed[1]  # different seeds, different runs: the mean below is not just one of them
+    row = json.loads(res["paths"]["json"].read_text(encoding="utf-8"))["rows"][-1]
+    assert row["name"] == "Gradient Ascent" and row["seeds"] == 2
+    for k in ("forget.R", "forget.P", "MU"):
+        vals = [m[k] for m in per_seed]
+        assert row["metrics"][k] == pytest.approx(statistics.fmean(vals))
+        assert row["spread"][k] == pytest.approx(statistics.stdev(vals))
+    md = res["paths"]["markdown"].read_text(encoding="utf-8")
+    assert "Gradient Ascent (2 seeds)" in md and "spread (sample std over seeds)" in md
+    with open(res["paths"]["csv"], encoding="utf-8") as f:
+        ga = [r for r in csv.DictReader(f) if r["model"] == "Gradient Ascent"][0]
+    assert ga["seeds"] == "2" and "forget.P_std" in ga
