@@ -136,3 +136,25 @@ def test_tofu_bench_seeds_report_mean_and_spread(tiny_model_dir, tiny_tofu, tmp_
     with open(res["paths"]["csv"], encoding="utf-8") as f:
         ga = [r for r in csv.DictReader(f) if r["model"] == "Gradient Ascent"][0]
     assert ga["seeds"] == "2" and "forget.P_std" in ga
+
+
+@pytest.mark.parametrize("bench", ["tofu", "rwku"])
+def test_bench_cli_defaults_are_the_config_defaults(bench, tmp_path, monkeypatch):
+    """Flags not given take the config class's defaults (one source of truth); flags given override them."""
+    from typer.testing import CliRunner
+
+    from ulmr.benchmarks import rwku_bench, tofu_bench
+    from ulmr.cli import app
+
+    mod, cls, run = {"tofu": (tofu_bench, TofuBenchConfig, "run_tofu_bench"),
+                     "rwku": (rwku_bench, rwku_bench.RwkuBenchConfig, "run_rwku_bench")}[bench]
+    seen = []
+    monkeypatch.setattr(mod, run, lambda cfg: (seen.append(cfg), {"paths": {"markdown": "x.md"}})[1])
+    if bench == "tofu":
+        monkeypatch.setattr(mod, "check_config", lambda cfg: None)
+    data = str(tmp_path)
+    assert CliRunner().invoke(app, ["bench", bench, "--data", data]).exit_code == 0
+    assert seen[-1] == cls(data=data)
+    res = CliRunner().invoke(app, ["bench", bench, "--data", data, "--alpha", "0.7", "--methods", "ga,npo", "--seeds", "2"])
+    assert res.exit_code == 0, res.output
+    assert (seen[-1].alpha, seen[-1].methods, seen[-1].seeds) == (0.7, ["ga", "npo"], 2)

@@ -14,21 +14,27 @@ from .common import validation_message
 bench_app = typer.Typer(help="Benchmark protocols: TOFU (fine-tune, unlearn, evaluate) and RWKU (per target).", no_args_is_help=True)
 
 
-def _csv(value: str, flag: str) -> list[str]:
+def _csv(value: Optional[str], flag: str) -> Optional[list[str]]:
+    """The comma-separated list, or None (the config's default) when the flag was not given."""
+    if value is None:
+        return None
     items = [x.strip() for x in value.split(",") if x.strip()]
     if not items:
         raise ConfigError(f"{flag}: give a comma-separated list")
     return items
 
 
-def _ints(value: str, flag: str) -> list[int]:
+def _ints(value: Optional[str], flag: str) -> Optional[list[int]]:
+    if value is None:
+        return None
     try:
-        return [int(x) for x in _csv(value, flag)]
+        return [int(x) for x in _csv(value, flag) or []]
     except ValueError:
         raise ConfigError(f"{flag}: expected comma-separated integers, got '{value}'") from None
 
 
 def _build(model_cls, **values):
+    """The config from the flags given; flags left at None take the config class's defaults (one source)."""
     try:
         return model_cls(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as e:
@@ -44,13 +50,13 @@ def _threads(threads: Optional[int]) -> None:
 
 @bench_app.command("tofu")
 def tofu_cmd(
-    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Base model to fine-tune (id, dir, .gguf or smollm2-135m)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Base model to fine-tune (id, dir, .gguf or smollm2-135m; default smollm2-135m)."),
     data: str = typer.Option(..., "--data", help="TOFU data directory (forget01.jsonl, retain99.jsonl, *_perturbed.jsonl ...) or hub id locuslab/TOFU."),
-    forget_split: str = typer.Option("forget01", "--forget-split", help="forget01, forget05 or forget10."),
-    methods: str = typer.Option("ulmr,ga,kl,dpo,npo,graddiff,retrain", "--methods", help="Comma-separated methods ('retrain' = the cached retain model)."),
-    scale: str = typer.Option("mini", "--scale", help="mini (laptop: 8 retain authors, capped evaluation) or full (the paper's protocol, GPUs)."),
-    seeds: int = typer.Option(1, "--seeds", help="Unlearning runs per method (seeds 0..N-1); the table shows mean and spread."),
-    out: Path = typer.Option(Path("runs/bench/tofu"), "--out", "-o", help="Output directory; rerunning into it resumes."),
+    forget_split: Optional[str] = typer.Option(None, "--forget-split", help="forget01 (default), forget05 or forget10."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods ('retrain' = the cached retain model; default all: ulmr,ga,kl,dpo,npo,graddiff,retrain)."),
+    scale: Optional[str] = typer.Option(None, "--scale", help="mini (default; laptop: 8 retain authors, capped evaluation) or full (the paper's protocol, GPUs)."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Unlearning runs per method (seeds 0..N-1; default 1); the table shows mean and spread."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default runs/bench/tofu); rerunning into it resumes."),
     train_retain: Optional[int] = typer.Option(None, help="Retain QA in the training set (mini: 160)."),
     eval_forget: Optional[int] = typer.Option(None, help="Forget items evaluated (mini: 40)."),
     eval_retain: Optional[int] = typer.Option(None, help="Retain items evaluated (mini: 40)."),
@@ -64,9 +70,9 @@ def tofu_cmd(
     epochs: Optional[float] = typer.Option(None, help="Unlearning epochs over the forget split; fixes the step count of every method (5)."),
     batch_size: Optional[int] = typer.Option(None, help="Unlearning batch size per device (4)."),
     max_steps: Optional[int] = typer.Option(None, help="Unlearning optimizer steps for every method (overrides --epochs)."),
-    alpha: float = typer.Option(0.5, help="ULMR averaging weight."),
-    generator: str = typer.Option("base", help="ULMR's generator: base (the model before TOFU fine-tuning; default, because a small target that memorised TOFU stops following the prompts) or target (the paper's p_θ)."),
-    eval_batch_size: int = typer.Option(16, help="Evaluation batch size."),
+    alpha: Optional[float] = typer.Option(None, help="ULMR averaging weight (0.5)."),
+    generator: Optional[str] = typer.Option(None, help="ULMR's generator: base (the model before TOFU fine-tuning; default, because a small target that memorised TOFU stops following the prompts) or target (the paper's p_θ)."),
+    eval_batch_size: Optional[int] = typer.Option(None, help="Evaluation batch size (16)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
 ) -> None:
     """Fine-tune target and retain models (cached), unlearn the forget split with every method, evaluate all, write the table."""
@@ -85,21 +91,21 @@ def tofu_cmd(
 
 @bench_app.command("rwku")
 def rwku_cmd(
-    model: str = typer.Option("smollm2-135m", "--model", "-m", help="The model to unlearn from (id, dir, .gguf or smollm2-135m)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="The model to unlearn from (id, dir, .gguf or smollm2-135m; default smollm2-135m)."),
     data: str = typer.Option(..., "--data", help="RWKU data directory with <N>_<Name>/ target folders."),
-    targets: str = typer.Option("111,106,31", "--targets", help="Comma-separated target numbers, each unlearned separately."),
-    methods: str = typer.Option("ulmr,ga,kl,dpo,npo", "--methods", help="Comma-separated methods (ulmr, ga, kl, dpo, npo, graddiff)."),
-    limit_train: int = typer.Option(32, "--limit-train", help="Training items per method (the same cap for every method)."),
-    limit: int = typer.Option(30, "--limit", help="Evaluate at most N items per probe set, MIA set and MMLU (0: all; 30 is the laptop default)."),
-    utility: str = typer.Option("both", "--utility", help="easy, mmlu or both (Gen = MMLU 5-shot, Easy = built-in set)."),
-    seeds: int = typer.Option(1, "--seeds", help="Unlearning runs per method and target (seeds 0..N-1)."),
-    out: Path = typer.Option(Path("runs/bench/rwku"), "--out", "-o", help="Output directory; rerunning into it resumes."),
-    lr: float = typer.Option(5e-5, help="Unlearning learning rate, every method (laptop default for a 135M model)."),
-    epochs: float = typer.Option(1.0, help="Unlearning epochs over --limit-train items; fixes the step count of every method."),
-    batch_size: int = typer.Option(4, help="Unlearning batch size."),
+    targets: Optional[str] = typer.Option(None, "--targets", help="Comma-separated target numbers, each unlearned separately (default 111,106,31)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods: ulmr, ga, kl, dpo, npo, graddiff (default ulmr,ga,kl,dpo,npo)."),
+    limit_train: Optional[int] = typer.Option(None, "--limit-train", help="Training items per method, the same cap for every method (32)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate at most N items per probe set, MIA set and MMLU (0: all; default 30, the laptop setting)."),
+    utility: Optional[str] = typer.Option(None, "--utility", help="easy, mmlu or both (default; Gen = MMLU 5-shot, Easy = built-in set)."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Unlearning runs per method and target (seeds 0..N-1; default 1)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default runs/bench/rwku); rerunning into it resumes."),
+    lr: Optional[float] = typer.Option(None, help="Unlearning learning rate, every method (5e-5, the laptop setting for a 135M model)."),
+    epochs: Optional[float] = typer.Option(None, help="Unlearning epochs over --limit-train items; fixes the step count of every method (1)."),
+    batch_size: Optional[int] = typer.Option(None, help="Unlearning batch size (4)."),
     max_steps: Optional[int] = typer.Option(None, help="Unlearning optimizer steps for every method (overrides --epochs)."),
-    alpha: float = typer.Option(0.5, help="ULMR averaging weight."),
-    eval_batch_size: int = typer.Option(16, help="Evaluation batch size."),
+    alpha: Optional[float] = typer.Option(None, help="ULMR averaging weight (0.5)."),
+    eval_batch_size: Optional[int] = typer.Option(None, help="Evaluation batch size (16)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
 ) -> None:
     """Per target: evaluate the original model, unlearn with every method, evaluate; the table averages over targets."""
