@@ -27,7 +27,7 @@ from .data.chat import ChatFormat
 from .data.records import QARecord
 from .errors import ConfigError
 from .methods.refusals import load_refusals
-from .methods.registry import METHODS, get_method
+from .methods.registry import get_method, method_class
 from .progress import quiet
 from .training.checkpoints import drop_incomplete_checkpoints, last_complete_checkpoint
 from .training.data import PartCollator, RowDataset, as_records, build_rows, retain_schedule
@@ -79,8 +79,7 @@ class TrainConfig(pydantic.BaseModel):
     @pydantic.field_validator("method")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in METHODS:
-            raise ConfigError(f"unknown method '{v}'; known: {', '.join(METHODS)}")
+        method_class(v)  # ConfigError naming the known methods
         return v
 
 
@@ -111,9 +110,14 @@ def _set_threads(cfg: TrainConfig) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
+def resolved_epochs(cfg: TrainConfig) -> float:
+    """``cfg.epochs``, or the method's default when unset."""
+    return cfg.epochs if cfg.epochs is not None else method_class(cfg.method).epochs
+
+
 def planned_epochs(cfg: TrainConfig, n_rows: int) -> int:
     """Whole epochs the run will start (from ``max_steps`` when set; one process assumed)."""
-    epochs = cfg.epochs if cfg.epochs is not None else METHODS[cfg.method].epochs
+    epochs = resolved_epochs(cfg)
     if cfg.max_steps > 0:
         per_epoch = max(1, math.ceil(n_rows / (cfg.batch_size * cfg.grad_accum)))
         return math.ceil(cfg.max_steps / per_epoch)
@@ -186,7 +190,7 @@ def train_unlearn(
     removed and the last complete one is continued.
     """
     method = get_method(cfg.method, beta=cfg.beta, retain_weight=cfg.retain_weight)
-    epochs = cfg.epochs if cfg.epochs is not None else method.epochs
+    epochs = resolved_epochs(cfg)
     lr = cfg.lr if cfg.lr is not None else method.default_lr(model.num_parameters())
     if cfg.lr is None:
         log.info("%s: learning rate %g (the method's default for a %.0fM-parameter model)", method.name, lr,
