@@ -1,9 +1,13 @@
-"""Throughput of the generation stage (rewrites + negative responses, local backend) by batch size.
+"""Throughput of the generation stage (rewrites + negative responses, local backend).
 
-Builds D_fr for the same forget items once per batch size, without a cache, and reports items/s, D_fr
-rows/s and generation calls (attempts, including regenerations after rejected outputs).
+Builds D_fr for the same forget items once per (batch size, prefix reuse) setting, without a cache, and
+reports items/s, D_fr rows/s and generation calls (attempts, including regenerations after rejected
+outputs). ``--prefix-reuse off,on`` measures the shared few-shot context computed once per batch against
+plain batches, side by side, ``--repeats`` times each (interleaved; medians reported), and counts the
+D_fr rows that are identical between the two.
 
-usage: python bench/generation_stage.py [--items 10] [--batch-sizes 4,8,16,32] [--threads 2]
+usage: python bench/generation_stage.py [--items 10] [--batch-sizes 4,8,16,32] [--prefix-reuse on]
+                                        [--repeats 1] [--threads 2] [--out FILE]
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -26,11 +32,17 @@ from ulmr.models import load  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _row_key(row: dict) -> tuple:
+    return row["source_index"], row["rewrite_id"], row["question"], row["answer"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--items", type=int, default=10)
     ap.add_argument("--batch-sizes", default="4,8,16,32")
+    ap.add_argument("--prefix-reuse", default="on", help="comma list of on/off")
+    ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/tofu/forget01.jsonl"))
     ap.add_argument("--out", default=str(ROOT / "docs/results/perf_generation_stage.json"))
@@ -38,17 +50,36 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     records = load_qa(args.data)[: args.items]
     model, tok = load(args.model)
-    backend = LocalBackend(model, tok)
-    rows = []
-    for bs in (int(b) for b in args.batch_sizes.split(",")):
-        t = time.perf_counter()
-        res = restructure(records, backend, GenerateConfig(batch_size=bs), cache_path=None)
-        s = time.perf_counter() - t
-        rows.append({"batch_size": bs, "seconds": round(s, 1), "items_per_s": round(len(records) / s, 3),
-                     "d_fr_rows_per_s": round(len(res.rows) / s, 3), "d_fr_rows": len(res.rows), "stats": res.stats})
-        print(f"batch {bs:>3}: {s:7.1f} s  {len(records) / s:.3f} items/s  {len(res.rows) / s:.3f} rows/s  {res.stats}", flush=True)
+    settings = [(int(b), r.strip() == "on") for b in args.batch_sizes.split(",") for r in args.prefix_reuse.split(",")]
+    runs: dict[tuple[int, bool], list[dict]] = {s: [] for s in settings}
+    for rep in range(args.repeats):
+        for bs, reuse in settings:
+            backend = LocalBackend(model, tok, reuse_prefix=reuse)
+            t = time.perf_counter()
+            res = restructure(records, backend, GenerateConfig(batch_size=bs), cache_path=None)
+            s = time.perf_counter() - t
+            runs[(bs, reuse)].append({"seconds": s, "rows": [_row_key(r) for r in res.rows], "stats": res.stats})
+            print(f"repeat {rep} batch {bs:>3} prefix reuse {'on ' if reuse else 'off'}: {s:7.1f} s  "
+                  f"{len(records) / s:.3f} items/s  attempts {res.stats['attempts']}", flush=True)
+    results = []
+    for (bs, reuse), rs in runs.items():
+        s = statistics.median(r["seconds"] for r in rs)
+        results.append({"batch_size": bs, "prefix_reuse": reuse, "seconds_median": round(s, 1),
+                        "seconds": [round(r["seconds"], 1) for r in rs], "items_per_s": round(len(records) / s, 3),
+                        "d_fr_rows_per_s": round(len(rs[0]["rows"]) / s, 3), "d_fr_rows": len(rs[0]["rows"]),
+                        "stats": rs[0]["stats"]})
+    comparisons = []
+    for bs in sorted({b for b, _ in settings}):
+        if (bs, True) in runs and (bs, False) in runs:
+            on, off = runs[(bs, True)], runs[(bs, False)]
+            speedup = statistics.median(r["seconds"] for r in off) / statistics.median(r["seconds"] for r in on)
+            same = sum(a == b for a, b in zip(on[0]["rows"], off[0]["rows"]))
+            comparisons.append({"batch_size": bs, "speedup_on_vs_off": round(speedup, 2),
+                                "identical_rows": same, "rows": len(off[0]["rows"])})
+            print(f"batch {bs}: prefix reuse {speedup:.2f}x, identical D_fr rows {same}/{len(off[0]['rows'])}")
     out = {"date": time.strftime("%Y-%m-%d"), "model": args.model, "items": len(records), "threads": args.threads,
-           "runs": rows, "command": f"python bench/generation_stage.py --items {args.items} --batch-sizes {args.batch_sizes} --threads {args.threads}"}
+           "repeats": args.repeats, "runs": results, "prefix_reuse": comparisons,
+           "command": "python bench/generation_stage.py " + " ".join(sys.argv[1:])}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
 

@@ -216,3 +216,75 @@ def test_cloze_scores_option_tokens_only(tiny):
     sums = [s.nll_sum for s in score(model, [option_only(cf.encode(item.question, c), tok, c) for c in item.choices], tok.pad_token_id)]
     assert rec["option_nll_sums"] == pytest.approx(sums)
     assert rec["pred"] == LETTERS[min(range(4), key=lambda j: sums[j])]
+
+
+def _fewshot_prompts(tok, questions, shots=3):
+    """Conversations sharing few-shot turns (rotated for odd items, as the generation stage does)."""
+    from ulmr.data.chat import ChatFormat
+
+    cf = ChatFormat(tok)
+    turns = []
+    for k in range(shots):
+        turns += [{"role": "user", "content": f"Rewrite: example question number {k} about the Zephyrine Tower?"},
+                  {"role": "assistant", "content": f"What is example {k} of the Zephyrine Tower about?"}]
+    convs = []
+    for i, q in enumerate(questions):
+        shift = 2 * (i % 2)
+        convs.append(turns[shift:] + turns[:shift] + [{"role": "user", "content": q}])
+    return cf, convs
+
+
+def test_context_length_marks_the_shared_prefix(tokenizer):
+    cf, convs = _fewshot_prompts(tokenizer, ["Who wrote it?", "Where was Mara Velquist born, and when?", "Why?"])
+    encoded = [cf.prompt_ids_and_context(c) for c in convs]
+    for (ids, n), conv in zip(encoded, convs):
+        assert ids == cf.prompt_ids(conv)
+        # the context ends right before the last question's own text
+        assert tokenizer.decode(ids[n:]).startswith(conv[-1]["content"])
+        assert conv[-2]["content"] in tokenizer.decode(ids[:n])
+    (a, na), (_, nb), (c, nc) = encoded
+    assert na == nb == nc and a[:na] == c[:nc]  # items 0 and 2 share the same rotation
+    assert encoded[1][0][:nb] != a[:na]  # item 1's rotation is another context of the same length
+
+
+def test_cached_context_layout_gives_the_logits_of_each_whole_prompt(tiny):
+    from ulmr.eval.engines import _prefill, _prefix_batch
+
+    model, tok = tiny
+    cf, convs = _fewshot_prompts(tok, ["Short?", "A much longer question about many other things?", "Mid length q?"])
+    encoded = [cf.prompt_ids_and_context(c) for c in convs]
+    prompts = [ids for ids, _ in encoded]
+    n = encoded[0][1]
+    contexts = list(dict.fromkeys(tuple(p[:n]) for p in prompts))
+    assert len(contexts) == 2
+    with torch.inference_mode():
+        cache = _prefill(model, contexts, "cpu")
+        rows = [contexts.index(tuple(p[:n])) for p in prompts]
+        ids, mask, batch_cache = _prefix_batch(prompts, n, cache, rows, tok.pad_token_id, "cpu")
+        pos = (mask.cumsum(-1) - 1)[:, n:]
+        logits = model(input_ids=ids[:, n:], attention_mask=mask, position_ids=pos, cache=batch_cache).logits[:, -1]
+        for p, row in zip(prompts, logits):
+            ref = model(input_ids=torch.tensor([p])).logits[0, -1]
+            assert torch.allclose(row, ref, atol=1e-4)
+    assert cache.get_seq_length() == n  # the shared prefill is not extended by a batch
+
+
+@pytest.mark.parametrize("sample", [False, True], ids=["greedy", "sample"])
+def test_generate_with_cached_contexts_equals_plain_batches(tiny, monkeypatch, sample):
+    from ulmr.eval import engines
+
+    model, tok = tiny
+    questions = [f"Question {i}: who built the tower in town number {i * 7}?" + " really" * (i % 3) for i in range(7)]
+    cf, convs = _fewshot_prompts(tok, questions)
+    encoded = [cf.prompt_ids_and_context(c) for c in convs]
+    # one prompt with a shorter context: its batch must fall back to plain generation
+    encoded.append(cf.prompt_ids_and_context(convs[0][2:]))
+    prompts, lens = [ids for ids, _ in encoded], [n for _, n in encoded]
+    kw = dict(max_new_tokens=8, batch_size=3, do_sample=sample, temperature=1.0, seed=11)
+    plain = engines.generate(model, tok, prompts, **kw)
+    prefills = []
+    real_prefill = engines._prefill
+    monkeypatch.setattr(engines, "_prefill", lambda *a: prefills.append(len(a[1])) or real_prefill(*a))
+    cached = engines.generate(model, tok, prompts, context_lens=lens, **kw)
+    assert cached == plain
+    assert prefills and sum(prefills) < len(prompts)  # contexts computed once per batch, not per prompt

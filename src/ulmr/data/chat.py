@@ -119,6 +119,22 @@ class ChatFormat:
             ids += self._ids(suffix, is_data=True)
         return ids
 
+    def prompt_ids_and_context(self, turns: Sequence[Message]) -> tuple[list[int], int]:
+        """:meth:`prompt_ids` plus the length of its *context*: the tokens before the last turn's text.
+
+        Prompts that share their earlier turns (few-shot examples, system text) share this prefix token
+        for token, because every piece is tokenised on its own; generation computes it once per batch.
+        """
+        msgs = self._messages(turns)
+        last = len(msgs) - 1
+        ids: list[int] = []
+        context = 0
+        for text, idx in self._pieces(msgs, add_generation_prompt=True):
+            if idx == last:
+                context = len(ids)
+            ids += self._ids(text, is_data=idx is not None)
+        return ids, context
+
     # ------------------------------------------------------------------ training / scoring
     def encode(self, question: str | Sequence[Message], answer: str, prefix: str = "") -> Encoded:
         """Prompt + answer with labels on the answer tokens and the end-of-turn token only.

@@ -7,13 +7,14 @@ return results in the input order. Scoring asks the model only for the logits of
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from ..data.chat import IGNORE, Encoded, pad
 from ..progress import progress_bar
@@ -119,6 +120,44 @@ def end_of_turn_ids(tok: PreTrainedTokenizerBase) -> list[int]:
     return sorted(ids)
 
 
+MIN_SHARED_PREFIX = 16  # shorter shared contexts are not worth a separate prefill
+
+
+def _prefill(model: PreTrainedModel, contexts: Sequence[tuple[int, ...]], device) -> Cache | None:
+    """Key/value cache of equal-length ``contexts`` (one row each), or None for caches that cannot be
+    reused this way (sliding-window or linear-attention layers)."""
+    ids = torch.tensor(contexts, dtype=torch.long, device=device)
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+    cache = out["cache"] if "cache" in out else out.get("past_key_values")
+    if not isinstance(cache, Cache) or any(cache.is_sliding) or any(cache.is_linear):
+        return None
+    return cache
+
+
+def _shared_context(prompts: list[Sequence[int]], context_lens: list[int]) -> int:
+    """The common context length of a batch's prompts, or 0 when they cannot share a prefill."""
+    n = context_lens[0]
+    if n < MIN_SHARED_PREFIX or any(c != n for c in context_lens) or any(len(p) <= n for p in prompts):
+        return 0
+    return n
+
+
+def _prefix_batch(prompts: list[Sequence[int]], n: int, cache: Cache, rows: list[int], pad_id: int, device):
+    """Inputs laid out as [context | pads | tail] with a copy of ``cache`` expanded to the batch rows.
+
+    The pads sit between the cached context and each prompt's own tail and are masked out; positions
+    come from the mask, so every row sees exactly the token sequence (and positions) of its whole prompt.
+    """
+    tails = [p[n:] for p in prompts]
+    tail_ids, tail_mask, _ = _left_batch(tails, pad_id, device)
+    context = torch.tensor([list(p[:n]) for p in prompts], dtype=torch.long, device=device)
+    ids = torch.cat([context, tail_ids], dim=1)
+    mask = torch.cat([torch.ones_like(context), tail_mask], dim=1)
+    batch_cache = copy.deepcopy(cache)
+    batch_cache.batch_select_indices(torch.tensor(rows, device=device))
+    return ids, mask, batch_cache
+
+
 def generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -131,14 +170,22 @@ def generate(
     top_p: float = 1.0,
     seed: int | None = None,
     description: str | None = None,
+    context_lens: Sequence[int] | None = None,
 ) -> list[str]:
     """Generate continuations of token-id prompts, batched with left padding; returns stripped text
-    cut at end-of-turn (and at the first newline when ``stop_at_newline``)."""
+    cut at end-of-turn (and at the first newline when ``stop_at_newline``).
+
+    ``context_lens[i]`` (optional) says how many leading tokens of prompt ``i`` are a context that other
+    prompts may share (few-shot turns). A batch whose prompts have contexts of one length computes each
+    distinct context once and generates from its cached keys/values; batches, their order and the
+    sampling stream are the same as without it, so replies are the same up to floating-point rounding.
+    """
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     out: list[str | None] = [None] * len(prompts)
     stop_ids = end_of_turn_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+    prefilled: dict[tuple[tuple[int, ...], ...], Cache | None] = {}
     if seed is not None:
         torch.manual_seed(seed)
     was_training = model.training
@@ -146,7 +193,21 @@ def generate(
     with torch.inference_mode(), progress_bar() as bar:
         task = bar.add_task(description or "generating", total=len(prompts)) if description else None
         for idx in _batches(order, batch_size):
-            ids, mask, _ = _left_batch([prompts[i] for i in idx], pad_id, device)
+            batch = [prompts[i] for i in idx]
+            n = _shared_context(batch, [context_lens[i] for i in idx]) if context_lens is not None else 0
+            cache = None
+            if n:
+                contexts = list(dict.fromkeys(tuple(p[:n]) for p in batch))
+                if tuple(contexts) not in prefilled:
+                    prefilled[tuple(contexts)] = _prefill(model, contexts, device)
+                cache = prefilled[tuple(contexts)]
+            if cache is not None:
+                rows = [contexts.index(tuple(p[:n])) for p in batch]
+                ids, mask, batch_cache = _prefix_batch(batch, n, cache, rows, pad_id, device)
+                extra = {"cache": batch_cache}
+            else:
+                ids, mask, _ = _left_batch(batch, pad_id, device)
+                extra = {}
             criteria = StoppingCriteriaList([_StopOnIds(_newline_ids(tokenizer), ids.shape[1])]) if stop_at_newline else None
             kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
             gen = model.generate(
@@ -157,6 +218,7 @@ def generate(
                 pad_token_id=pad_id,
                 stopping_criteria=criteria,
                 **kwargs,
+                **extra,
             )
             for j, i in enumerate(idx):
                 new = gen[j, ids.shape[1] :].tolist()

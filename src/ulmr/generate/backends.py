@@ -45,19 +45,33 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """Batched generation with a loaded model through the project's chat format (greedy at temperature 0)."""
+    """Batched generation with a loaded model through the project's chat format (greedy at temperature 0).
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 32, name: str | None = None):
+    With ``reuse_prefix`` (the default) the conversation turns before the last one, i.e. the few-shot
+    examples every prompt of a stage shares, are computed once per batch and reused from the key/value
+    cache; replies are those of plain batches (see :func:`ulmr.eval.engines.generate`).
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int = 32,
+        name: str | None = None,
+        reuse_prefix: bool = True,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.reuse_prefix = reuse_prefix
         self.fmt = ChatFormat(tokenizer)
         self.name = name or f"local:{getattr(model, 'name_or_path', '') or type(model).__name__}"
 
     def chat(
         self, conversations: list[list[Turn]], max_new_tokens: int, temperature: float, seed: int, top_p: float = 1.0
     ) -> list[str]:
-        prompts = [self.fmt.prompt_ids(turns) for turns in conversations]
+        encoded = [self.fmt.prompt_ids_and_context(turns) for turns in conversations]
+        prompts = [ids for ids, _ in encoded]
         sample = temperature > 0
         return engines.generate(
             self.model,
@@ -69,6 +83,7 @@ class LocalBackend:
             temperature=temperature if sample else 1.0,
             top_p=top_p,
             seed=seed,
+            context_lens=[n for _, n in encoded] if self.reuse_prefix else None,
         )
 
 
