@@ -1,9 +1,10 @@
 """The sweep behind the demo's settings (docs/results/demo.md): train ULMR's p_f once on the demo forget
 set with the given lr / λ / LoRA, then measure the demo's numbers at several α without writing models.
 
-usage: python bench/demo_settings_sweep.py NAME LR EPOCHS ALPHAS [--retain-weight 2] [--lora] [--dfr D_FR.jsonl]
+usage: python bench/demo_settings_sweep.py NAME LR EPOCHS ALPHAS [--retain-weight 2] [--lora] [--dfr D_FR.jsonl] [--general]
        e.g. python bench/demo_settings_sweep.py lr1e-4 1e-4 3 0.4,0.5,0.6 --retain-weight 2
 Reuse the D_fr of a first run (OUT/NAME/d_fr.jsonl) with --dfr so configurations differ in training only.
+--general also measures the example set's unrelated general questions (issue 2's second goal).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 os.environ.setdefault("ULMR_QUIET", "1")
 
 from ulmr.config import UnlearnConfig  # noqa: E402
+from ulmr.data.records import load_qa  # noqa: E402
 from ulmr.demo import DEMO_MODEL, DEMO_SETS, RULES, demo_sets, measure  # noqa: E402
 from ulmr.models import load  # noqa: E402
 from ulmr.paths import resources_dir  # noqa: E402
@@ -32,10 +34,13 @@ def main() -> None:
     ap.add_argument("--retain-weight", type=float, default=None)
     ap.add_argument("--lora", action="store_true")
     ap.add_argument("--dfr", default=None, help="an existing D_fr (skips generation)")
+    ap.add_argument("--general", action="store_true", help="also measure resources/demo/general.jsonl")
     ap.add_argument("--out", default="/tmp/ulmr_demo_sweep")
     args = ap.parse_args()
     out = Path(args.out)
     sets = demo_sets()
+    if args.general:
+        sets["general"] = load_qa(resources_dir() / "demo" / "general.jsonl")
     model, tok = load(DEMO_MODEL)
     before, _ = measure(model, tok, sets)
     del model

@@ -72,3 +72,16 @@ def test_cli_qa_missing_field_is_one_line_error(tiny_model_dir, qa_file):
     with pytest.raises(SystemExit) as e:
         main(["eval", "qa", "--model", str(tiny_model_dir), "--forget", str(qa_file), "--question-field", "prompt"])
     assert e.value.code == 2
+
+
+def test_demo_measure_reports_extra_sets_next_to_the_demo_numbers(tiny):
+    from ulmr.demo import measure
+
+    model, tok = tiny
+    qa = [QARecord("Who wrote Hamlet?", "William Shakespeare"), QARecord("What is the capital of France?", "Paris")]
+    sets = {"forget": qa, "paraphrase": qa[:1], "neighbour": qa[1:], "general": qa}
+    numbers, items = measure(model, tok, sets)
+    assert set(numbers) == {"forget_rouge", "forget_prob", "paraphrase_rouge", "neighbour_rouge", "neighbour_refusal",
+                            "utility_acc", "general_rouge"}
+    assert all(0.0 <= v <= 1.0 for v in numbers.values())
+    assert {name: len(recs) for name, recs in items.items()} == {name: len(qa) for name, qa in sets.items()}

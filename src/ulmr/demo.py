@@ -51,6 +51,7 @@ def measure(model, tokenizer, sets: dict[str, list]) -> tuple[dict[str, float], 
         "neighbour_refusal": s["neighbour"]["refusal_rate"],
         "utility_acc": util["accuracy"],
     }
+    numbers.update({f"{name}_rouge": v["rougeL_recall"] for name, v in s.items() if name not in DEMO_SETS})
     return numbers, qa["items"]
 
 
