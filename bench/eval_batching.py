@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "tofu" / "forget10_perturbed.jsonl"
 
 
 @contextmanager
@@ -52,15 +51,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from ulmr.data.chat import ChatFormat
+    from eval_engines import engine_inputs  # bench/ is on sys.path when this script runs
     from ulmr.eval import engines
     from ulmr.models import load
 
     model, tok = load(args.model)
-    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").split("\n") if line.strip()][: args.n]
-    cf = ChatFormat(tok)
-    prompts = [cf.prompt_ids(r["question"]) for r in rows]
-    encs = [cf.encode(r["question"], a) for r in rows for a in [r["answer"], r["paraphrased_answer"]]]
+    prompts, encs = engine_inputs(tok, args.n)
     settings = {"sorted + inference_mode (shipped)": (True, True), "input order shuffled": (False, True),
                 "no_grad instead of inference_mode": (True, False)}
     tasks = {

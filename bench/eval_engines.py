@@ -23,6 +23,18 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "tofu" / "forget10_perturbed.jsonl"
 
 
+def engine_inputs(tokenizer, n: int) -> tuple[list[list[int]], list]:
+    """The first ``n`` TOFU forget10 items as generation prompts (token ids) and encoded answers to score
+    (the answer and its paraphrase per item); shared with bench/eval_batching.py."""
+    from ulmr.data.chat import ChatFormat
+
+    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").split("\n") if line.strip()][:n]
+    cf = ChatFormat(tokenizer)
+    prompts = [cf.prompt_ids(r["question"]) for r in rows]
+    encs = [cf.encode(r["question"], a) for r in rows for a in [r["answer"], r["paraphrased_answer"]]]
+    return prompts, encs
+
+
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -41,15 +53,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from ulmr.atomic import write_text
-    from ulmr.data.chat import ChatFormat
     from ulmr.eval.engines import generate, score
     from ulmr.models import load
 
     model, tok = load(args.model)
-    rows = [json.loads(l) for l in DATA.read_text(encoding="utf-8").split("\n") if l.strip()][: args.n]
-    cf = ChatFormat(tok)
-    prompts = [cf.prompt_ids(r["question"]) for r in rows]
-    encs = [cf.encode(r["question"], a) for r in rows for a in [r["answer"], r["paraphrased_answer"]]]
+    prompts, encs = engine_inputs(tok, args.n)
     pad = tok.pad_token_id
     mnt, bs = args.max_new_tokens, args.batch_size
 
@@ -79,7 +87,7 @@ def main() -> None:
         "(other jobs were running, so absolute times are noisy; the ratios are what matter).\n"
     )
     md = (f"# Evaluation engines: batched vs per-item\n\nCommand: `{cmd}`  \nDate: {dt.datetime.now().isoformat(timespec='minutes')}  \n"
-          f"Model: {args.model}, TOFU forget10 items: {len(rows)}, batch size {bs}\n\n{header}{body}\n{notes}")
+          f"Model: {args.model}, TOFU forget10 items: {len(prompts)}, batch size {bs}\n\n{header}{body}\n{notes}")
     print(header + body)
     write_text(args.out, md)
     print(f"written {args.out}")
