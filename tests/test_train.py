@@ -15,7 +15,7 @@ from ulmr.errors import ConfigError
 from ulmr.methods import METHODS, get_method
 from ulmr.models import load_model
 from ulmr.train import TrainConfig, train_unlearn
-from ulmr.training.data import build_rows, retain_pairing
+from ulmr.training.data import build_rows, match_retain_lengths, retain_pairing, retain_schedule
 
 FORGET = [{"question": f"Who is author number {i}?", "answer": f"Author {i} is Mara Velquist, born in {1950 + i}."} for i in range(6)]
 RETAIN = [{"question": f"What is fact {i}?", "answer": f"Fact {i} is that water boils at {90 + i} degrees."} for i in range(5)]
@@ -155,3 +155,46 @@ def test_config_rejects_unknown_method_and_fields():
         TrainConfig(method="bogus")
     with pytest.raises(Exception):
         TrainConfig(learning_rate=1.0)
+
+
+def test_group_by_length_batches_similar_rows_and_still_sees_each_row_once(fresh, tokenizer, tmp_path, monkeypatch):
+    """32 rows of 2 very different lengths: grouped batches pad far less than random ones, and an epoch
+    still trains on every row exactly once."""
+    forget = [{"question": f"Who is author number {i}?", "answer": f"Author {i}." if i % 2 else " ".join(["word"] * 40) + f" {i}."}
+              for i in range(32)]
+    seen: list[tuple[int, ...]] = []
+    padding: list[int] = []
+    original = train_mod.UnlearnTrainer.compute_loss
+
+    def spy(self, model, inputs, *a, **kw):
+        mask = inputs["forget_attention_mask"]
+        padding.append(int((mask == 0).sum()))
+        seen.extend(tuple(ids[m.bool()].tolist()) for ids, m in zip(inputs["forget_input_ids"], mask))
+        return original(self, model, inputs, *a, **kw)
+
+    monkeypatch.setattr(train_mod.UnlearnTrainer, "compute_loss", spy)
+    pads = {}
+    for grouped in (False, True):
+        seen.clear(), padding.clear()
+        train_unlearn(fresh(), tokenizer, forget, None, cfg(method="ga", batch_size=2, group_by_length=grouped), tmp_path / str(grouped))
+        assert len(seen) == len(set(seen)) == 32
+        pads[grouped] = sum(padding)
+    assert pads[True] < pads[False] / 4, pads
+
+
+def test_length_matched_retain_pairing_keeps_each_epochs_items(tokenizer):
+    """Re-pairing sorts retain rows along forget length, epoch by epoch, without changing which retain
+    items an epoch trains on; the rows carry epoch 0's."""
+    fmt = ChatFormat(tokenizer)
+    forget = [QARecord(f"Question {i}?", " ".join(["long"] * (i * 7 % 11 + 1))) for i in range(8)]
+    retain = [QARecord(f"Fact {i}?", " ".join(["word"] * (i * 5 % 13 + 1))) for i in range(12)]
+    rows = build_rows(get_method("graddiff"), fmt, forget, retain, seed=0)
+    schedule = retain_schedule(fmt, len(rows), retain, 2, seed=0)
+    before = [sorted(tuple(x.input_ids) for x in epoch) for epoch in schedule]
+    match_retain_lengths(rows, schedule)
+    assert [sorted(tuple(x.input_ids) for x in epoch) for epoch in schedule] == before
+    by_forget = sorted(range(8), key=lambda i: len(rows[i]["forget"].input_ids))
+    for epoch in schedule:
+        lengths = [len(epoch[i].input_ids) for i in by_forget]
+        assert lengths == sorted(lengths)
+    assert [r["retain"] for r in rows] == schedule[0]

@@ -52,6 +52,7 @@ class UnlearnConfig(GenerationOptions):
     grad_accum: int = Field(1, ge=1)
     max_steps: int = -1
     max_length: int = Field(512, ge=16)
+    group_by_length: bool = Field(False, description="batch rows of similar length together (less padding)")
     seed: int = 0
     lora: bool = False
     lora_r: int = Field(8, ge=1)

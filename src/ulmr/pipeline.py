@@ -132,6 +132,7 @@ def train_config(cfg: UnlearnConfig):
         grad_accum=cfg.grad_accum,
         max_steps=cfg.max_steps,
         max_length=cfg.max_length,
+        group_by_length=cfg.group_by_length,
         seed=cfg.seed,
         lora=cfg.lora,
         lora_r=cfg.lora_r,

@@ -30,7 +30,7 @@ from .methods.refusals import load_refusals
 from .methods.registry import get_method, method_class
 from .progress import quiet
 from .training.checkpoints import drop_incomplete_checkpoints, last_complete_checkpoint
-from .training.data import PartCollator, RowDataset, as_records, build_rows, retain_schedule
+from .training.data import PartCollator, RowDataset, as_records, build_rows, match_retain_lengths, retain_schedule
 from .training.probe import EpochProbe
 from .training.reference import ModelReference, frozen_copy, precompute_ref_logps
 from .training.trainer import RetainEpochCallback, UnlearnTrainer
@@ -55,6 +55,7 @@ class TrainConfig(pydantic.BaseModel):
     warmup_ratio: float = pydantic.Field(0.0, ge=0, lt=1)
     lr_scheduler: str = "linear"
     max_length: int = pydantic.Field(512, ge=8)
+    group_by_length: bool = False  # batches of similar-length rows (less padding; see docs/performance.md)
     seed: int = 0
     lora: bool = False
     lora_r: int = pydantic.Field(8, ge=1)
@@ -158,6 +159,7 @@ def _training_args(cfg: TrainConfig, ckpt_dir: Path, epochs: float, lr: float) -
         save_total_limit=1,
         seed=cfg.seed,
         data_seed=cfg.seed,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         bf16=cfg.bf16,
         activation_checkpointing=cfg.gradient_checkpointing,
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -208,6 +210,8 @@ def train_unlearn(
     schedule = None
     if rows and "retain" in rows[0] and method.uses_forget:
         schedule = retain_schedule(fmt, len(rows), retain_recs, planned_epochs(cfg, len(rows)), cfg.seed)
+        if cfg.group_by_length:
+            match_retain_lengths(rows, schedule)
     dataset = RowDataset(rows, schedule)
 
     if cfg.lora:

@@ -39,6 +39,7 @@ BS = typer.Option(4, help="Per-device batch size.")
 ACCUM = typer.Option(1, help="Gradient accumulation steps.")
 MAX_STEPS = typer.Option(-1, help="Stop after this many optimizer steps (-1: by epochs).")
 MAXLEN = typer.Option(512, help="Max tokens per example (longer answers are truncated, with a warning).")
+GROUP = typer.Option(False, help="Batch training rows of similar length together: less padding, a different data order (see docs/performance.md).")
 SEED = typer.Option(0, help="Random seed (generation sampling, data order, refusal draws).")
 LORA = typer.Option(False, help="Train a LoRA adapter (peft) instead of all weights; averaging scales the adapter.")
 LORA_R = typer.Option(8, help="LoRA rank.")
@@ -65,7 +66,7 @@ def unlearn_cmd(
     max_new_tokens: int = GEN_TOKENS, gen_batch_size: int = GEN_BS,
     alpha: Optional[str] = ALPHA, allow_extrapolation: bool = EXTRAP,
     epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, retain_weight: Optional[float] = RETAIN_W, batch_size: int = BS, grad_accum: int = ACCUM,
-    max_steps: int = MAX_STEPS, max_length: int = MAXLEN, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
+    max_steps: int = MAX_STEPS, max_length: int = MAXLEN, group_by_length: bool = GROUP, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
     checkpoint_steps: Optional[int] = CKPT_STEPS, keep_finetuned: bool = KEEP, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
     trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE, verify: bool = VERIFY, probe: Optional[str] = PROBE,
     config: Optional[Path] = CONFIG_OPTION,
@@ -122,7 +123,7 @@ def train_cmd(
     out: Path = OUT, question_field: str = QFIELD, answer_field: str = AFIELD,
     retain: Optional[str] = RETAIN, anchor: str = ANCHOR, method: str = METHOD, base: Optional[str] = BASE,
     epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, retain_weight: Optional[float] = RETAIN_W, batch_size: int = BS, grad_accum: int = ACCUM,
-    max_steps: int = MAX_STEPS, max_length: int = MAXLEN, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
+    max_steps: int = MAX_STEPS, max_length: int = MAXLEN, group_by_length: bool = GROUP, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
     checkpoint_steps: Optional[int] = CKPT_STEPS, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
     trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE,
     config: Optional[Path] = CONFIG_OPTION,

@@ -85,6 +85,23 @@ def retain_schedule(fmt: ChatFormat, n_rows: int, retain: Sequence[QARecord], ep
     return [[encoded[j] for j in pairing[e * n_rows : (e + 1) * n_rows]] for e in range(max(1, epochs))]
 
 
+def match_retain_lengths(rows: list[Row], retain_by_epoch: list[list[Encoded]]) -> None:
+    """Re-pair each epoch's retain rows so that longer forget rows get longer retain rows (in place).
+
+    Every epoch keeps the same retain items; only which row carries which changes. With batches
+    grouped by forget length this groups the retain part too, which random pairing would pad as much
+    as ever."""
+    by_forget = sorted(range(len(rows)), key=lambda i: len(rows[i]["forget"].input_ids))
+    for e, paired in enumerate(retain_by_epoch):
+        by_length = sorted(paired, key=lambda x: len(x.input_ids))
+        matched: list[Encoded] = [by_length[0]] * len(rows)
+        for rank, i in enumerate(by_forget):
+            matched[i] = by_length[rank]
+        retain_by_epoch[e] = matched
+    for row, r in zip(rows, retain_by_epoch[0]):
+        row["retain"] = r
+
+
 class RowDataset(torch.utils.data.Dataset):
     """A list of rows; ``rows[i]`` may gain ``<part>_ref_logp`` floats before training.
 
@@ -98,6 +115,14 @@ class RowDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def lengths(self) -> list[int]:
+        """Tokens of each row's main part (``forget``, else ``retain``): the key of length grouping.
+
+        The forget part is the one every forget method trains on and the one that stays with the row;
+        the paired retain row changes from epoch to epoch, so it cannot be grouped as well."""
+        part = "forget" if self.rows and "forget" in self.rows[0] else "retain"
+        return [len(r[part].input_ids) if part in r else 0 for r in self.rows]
 
     def __getitem__(self, i: int) -> Row:
         row = self.rows[i]

@@ -6,8 +6,10 @@ import math
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ..methods.base import Method
+from .data import RowDataset
 from .reference import ModelReference
 
 
@@ -26,6 +28,14 @@ class UnlearnTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self.tokens_seen = 0
         self.answer_tokens_seen = 0
+
+    def _get_train_sampler(self, train_dataset=None):
+        # The stock sampler reads lengths from an ``input_ids`` key; rows keep theirs per part.
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and isinstance(dataset, RowDataset):
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=dataset.lengths())
+        return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss = self.method.loss(model, inputs, self.reference)
