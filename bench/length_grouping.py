@@ -98,7 +98,7 @@ def main() -> None:
         for mode in runs:
             runs[mode].append(timed_epoch(forget[: args.rows], retain, mode == "grouped", args.batch_size, args.threads))
             print(mode, runs[mode][-1], flush=True)
-    med = {mode: statistics.median(r["seconds"] for r in rs) for mode, rs in runs.items()}
+    med = {mode: round(statistics.median(r["seconds"] for r in rs), 2) for mode, rs in runs.items()}
     out = {
         "date": time.strftime("%Y-%m-%d"), "batch_size": args.batch_size, "rows": args.rows,
         "padding_share": padding, "runs": runs, "median_seconds": med,

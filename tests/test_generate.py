@@ -354,3 +354,26 @@ def test_hostile_records_do_not_break_generation(qa_file):
     res = restructure(recs, Scripted(), GenerateConfig(num_rewrites=1), None)
     assert len(res.rows) == 2 * len(HOSTILE)
     assert all("Zorvanne" not in r["answer"] for r in res.rows)
+
+
+def test_generator_dtype_casts_a_copy_and_keys_the_cache(tiny, qa_file, tmp_path):
+    """--generator-dtype bfloat16 generates with a bf16 copy: the model that will be trained keeps its
+    float32 weights, and the backend name (part of the cache key and of each row's provenance) says bf16."""
+    import torch
+
+    from ulmr.config import UnlearnConfig
+    from ulmr.pipeline import make_backend
+
+    model, tok = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = make_backend(UnlearnConfig(forget=str(qa_file), out=tmp_path / "o"), model, tok)
+    assert plain.model is model
+    cfg = UnlearnConfig(forget=str(qa_file), out=tmp_path / "o", generator_dtype="bfloat16")
+    backend = make_backend(cfg, model, tok)
+    assert backend.model is not model and backend.model.dtype == torch.bfloat16 and model.dtype == torch.float32
+    assert backend.name.endswith("@bfloat16") and backend.name != plain.name
+    res = restructure(load_qa(qa_file)[:1], backend, _cfg(), tmp_path / "cache.jsonl")
+    assert len(res.rows) == 3 and {r["backend"] for r in res.rows} == {backend.name}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(Exception, match="generator_dtype"):
+        UnlearnConfig(forget=str(qa_file), out=tmp_path / "o", generator_dtype="int8")

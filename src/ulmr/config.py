@@ -22,6 +22,8 @@ class GenerationOptions(BaseModel):
     negative_prompt: Optional[str] = Field(None, description="built-in prompt name or YAML path (default: by mode)")
     backend: Literal["local", "openai"] = "local"
     generator: Optional[str] = Field(None, description="local generator model (default: the model being unlearned)")
+    generator_dtype: Optional[Literal["float32", "bfloat16", "float16"]] = Field(
+        None, description="dtype of the local generator (default: float32, the model's); training keeps float32")
     openai_base_url: Optional[str] = None
     openai_model: Optional[str] = None
     api_key_env: str = "OPENAI_API_KEY"

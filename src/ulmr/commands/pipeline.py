@@ -24,6 +24,7 @@ REWRITE_PROMPT = typer.Option("rewrite", help="Rewrite prompt: built-in name or 
 NEG_PROMPT = typer.Option(None, help="Negative prompt: built-in name or YAML path (default: by --mode).")
 BACKEND = typer.Option("local", help="Generator backend: 'local' (batched generate) or 'openai' (any OpenAI-compatible server).")
 GENERATOR = typer.Option(None, help="Local generator model (default: the model being unlearned, as in the paper).")
+GEN_DTYPE = typer.Option(None, help="dtype of the local generator: float32 (default, the model's), bfloat16 or float16; a copy is cast, training stays float32. bfloat16 generated 1.7x faster on a CPU with avx512_bf16 (docs/performance.md).")
 OAI_URL = typer.Option(None, help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
 OAI_MODEL = typer.Option(None, help="Model name to request from the OpenAI-compatible server.")
 KEY_ENV = typer.Option("OPENAI_API_KEY", help="Environment variable holding the API key (never logged or saved).")
@@ -61,7 +62,7 @@ def unlearn_cmd(
     question_field: str = QFIELD, answer_field: str = AFIELD,
     retain: Optional[str] = RETAIN, anchor: str = ANCHOR, method: str = METHOD, base: Optional[str] = BASE,
     num_rewrites: int = REWRITES, mode: str = MODE, rewrite_prompt: str = REWRITE_PROMPT, negative_prompt: Optional[str] = NEG_PROMPT,
-    backend: str = BACKEND, generator: Optional[str] = GENERATOR, openai_base_url: Optional[str] = OAI_URL,
+    backend: str = BACKEND, generator: Optional[str] = GENERATOR, generator_dtype: Optional[str] = GEN_DTYPE, openai_base_url: Optional[str] = OAI_URL,
     openai_model: Optional[str] = OAI_MODEL, api_key_env: str = KEY_ENV, temperature: float = TEMP,
     max_new_tokens: int = GEN_TOKENS, gen_batch_size: int = GEN_BS,
     alpha: Optional[str] = ALPHA, allow_extrapolation: bool = EXTRAP,
@@ -91,7 +92,7 @@ def generate_cmd(
     model: str = MODEL, forget: str = FORGET, out: Path = OUT,
     question_field: str = QFIELD, answer_field: str = AFIELD,
     num_rewrites: int = REWRITES, mode: str = MODE, rewrite_prompt: str = REWRITE_PROMPT, negative_prompt: Optional[str] = NEG_PROMPT,
-    backend: str = BACKEND, generator: Optional[str] = GENERATOR, openai_base_url: Optional[str] = OAI_URL,
+    backend: str = BACKEND, generator: Optional[str] = GENERATOR, generator_dtype: Optional[str] = GEN_DTYPE, openai_base_url: Optional[str] = OAI_URL,
     openai_model: Optional[str] = OAI_MODEL, api_key_env: str = KEY_ENV, temperature: float = TEMP,
     max_new_tokens: int = GEN_TOKENS, gen_batch_size: int = GEN_BS, seed: int = SEED,
     trust_remote_code: bool = TRC, config: Optional[Path] = CONFIG_OPTION,
@@ -107,7 +108,9 @@ def generate_cmd(
 
     cfg = build_config(UnlearnConfig, ctx, config, dict(locals()))
     records = load_qa(cfg.forget, cfg.question_field, cfg.answer_field)
-    m, tok = (None, None) if cfg.backend == "openai" else load(cfg.generator or cfg.model, trust_remote_code=cfg.trust_remote_code)
+    # make_backend loads a separate --generator itself; the model is needed only when it is the generator.
+    own = cfg.backend == "local" and not (cfg.generator and cfg.generator != cfg.model)
+    m, tok = load(cfg.model, trust_remote_code=cfg.trust_remote_code) if own else (None, None)
     cfg.out.mkdir(parents=True, exist_ok=True)
     res = run_generation(cfg, records, m, tok, cfg.out)
     write_jsonl(cfg.out / "d_fr.jsonl", res.rows)
