@@ -87,10 +87,11 @@ class _Interrupt(TrainerCallback):
             raise KeyboardInterrupt("simulated kill after the step-2 checkpoint")
 
 
-def test_resume_after_interruption_equals_uninterrupted_run(fresh, tokenizer, tmp_path):
+@pytest.mark.parametrize("grouped", [False, True], ids=["random-order", "group-by-length"])
+def test_resume_after_interruption_equals_uninterrupted_run(grouped, fresh, tokenizer, tmp_path):
     # 6 rows / batch 2 = 3 steps per epoch: the 4 steps cross an epoch boundary; NPO exercises retain
     # pairing and the precomputed reference log-probs.
-    c = cfg(method="npo", epochs=2, max_steps=4, save_steps=2)
+    c = cfg(method="npo", epochs=2, max_steps=4, save_steps=2, group_by_length=grouped)
     full = train_unlearn(fresh(), tokenizer, FORGET, RETAIN, c, tmp_path / "full")
     with pytest.raises(KeyboardInterrupt):
         train_unlearn(fresh(), tokenizer, FORGET, RETAIN, c, tmp_path / "cut", callbacks=[_Interrupt()])

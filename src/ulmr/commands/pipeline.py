@@ -24,7 +24,7 @@ REWRITE_PROMPT = typer.Option("rewrite", help="Rewrite prompt: built-in name or 
 NEG_PROMPT = typer.Option(None, help="Negative prompt: built-in name or YAML path (default: by --mode).")
 BACKEND = typer.Option("local", help="Generator backend: 'local' (batched generate) or 'openai' (any OpenAI-compatible server).")
 GENERATOR = typer.Option(None, help="Local generator model (default: the model being unlearned, as in the paper).")
-GEN_DTYPE = typer.Option(None, help="dtype of the local generator: float32 (default, the model's), bfloat16 or float16; a copy is cast, training stays float32. bfloat16 generated 1.7x faster on a CPU with avx512_bf16 (docs/performance.md).")
+GEN_DTYPE = typer.Option(None, help="dtype of the local generator: float32 (default, the model's), bfloat16 or float16; a copy is cast, training stays float32. bfloat16 made generation 1.5x faster on a CPU with avx512_bf16, with different rows (docs/performance.md).")
 OAI_URL = typer.Option(None, help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
 OAI_MODEL = typer.Option(None, help="Model name to request from the OpenAI-compatible server.")
 KEY_ENV = typer.Option("OPENAI_API_KEY", help="Environment variable holding the API key (never logged or saved).")

@@ -120,7 +120,7 @@ class RowDataset(torch.utils.data.Dataset):
         """Tokens of each row's main part (``forget``, else ``retain``): the key of length grouping.
 
         The forget part is the one every forget method trains on and the one that stays with the row;
-        the paired retain row changes from epoch to epoch, so it cannot be grouped as well."""
+        the paired retain row changes each epoch (:func:`match_retain_lengths` makes it follow)."""
         part = "forget" if self.rows and "forget" in self.rows[0] else "retain"
         return [len(r[part].input_ids) if part in r else 0 for r in self.rows]
 
