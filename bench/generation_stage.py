@@ -4,7 +4,8 @@ Builds D_fr for the same forget items once per (batch size, prefix reuse) settin
 reports items/s, D_fr rows/s and generation calls (attempts, including regenerations after rejected
 outputs). ``--prefix-reuse off,on`` measures the shared few-shot context computed once per batch against
 plain batches, side by side, ``--repeats`` times each (interleaved; medians reported), and counts the
-D_fr rows that are identical between the two.
+D_fr rows that are identical between the two. Each run also lists its generation calls (one per
+batch of a round: prompts and seconds), which shows what the retry rounds cost.
 
 usage: python bench/generation_stage.py [--items 10] [--batch-sizes 4,8,16,32] [--prefix-reuse on]
                                         [--repeats 1] [--threads 2] [--out FILE]
@@ -32,6 +33,20 @@ from ulmr.models import load  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class TimedBackend(LocalBackend):
+    """The local backend, recording (prompts, seconds) of every call."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: list[dict] = []
+
+    def chat(self, conversations, *args, **kwargs):
+        t = time.perf_counter()
+        out = super().chat(conversations, *args, **kwargs)
+        self.calls.append({"prompts": len(conversations), "seconds": round(time.perf_counter() - t, 2)})
+        return out
+
+
 def _row_key(row: dict) -> tuple:
     return row["source_index"], row["rewrite_id"], row["question"], row["answer"]
 
@@ -54,11 +69,11 @@ def main() -> None:
     runs: dict[tuple[int, bool], list[dict]] = {s: [] for s in settings}
     for rep in range(args.repeats):
         for bs, reuse in settings:
-            backend = LocalBackend(model, tok, reuse_prefix=reuse)
+            backend = TimedBackend(model, tok, reuse_prefix=reuse)
             t = time.perf_counter()
             res = restructure(records, backend, GenerateConfig(batch_size=bs), cache_path=None)
             s = time.perf_counter() - t
-            runs[(bs, reuse)].append({"seconds": s, "rows": [_row_key(r) for r in res.rows], "stats": res.stats})
+            runs[(bs, reuse)].append({"seconds": s, "rows": [_row_key(r) for r in res.rows], "stats": res.stats, "calls": backend.calls})
             print(f"repeat {rep} batch {bs:>3} prefix reuse {'on ' if reuse else 'off'}: {s:7.1f} s  "
                   f"{len(records) / s:.3f} items/s  attempts {res.stats['attempts']}", flush=True)
     results = []
@@ -67,7 +82,7 @@ def main() -> None:
         results.append({"batch_size": bs, "prefix_reuse": reuse, "seconds_median": round(s, 1),
                         "seconds": [round(r["seconds"], 1) for r in rs], "items_per_s": round(len(records) / s, 3),
                         "d_fr_rows_per_s": round(len(rs[0]["rows"]) / s, 3), "d_fr_rows": len(rs[0]["rows"]),
-                        "stats": rs[0]["stats"]})
+                        "stats": rs[0]["stats"], "calls": rs[0]["calls"]})
     comparisons = []
     for bs in sorted({b for b, _ in settings}):
         if (bs, True) in runs and (bs, False) in runs:
