@@ -85,3 +85,12 @@ def test_demo_measure_reports_extra_sets_next_to_the_demo_numbers(tiny):
                             "utility_acc", "general_rouge"}
     assert all(0.0 <= v <= 1.0 for v in numbers.values())
     assert {name: len(recs) for name, recs in items.items()} == {name: len(qa) for name, qa in sets.items()}
+
+
+def test_demo_command_passes_seed_and_generator_dtype_overrides(cli, monkeypatch, tmp_path):
+    import ulmr.demo
+
+    seen = {}
+    monkeypatch.setattr(ulmr.demo, "run_demo", lambda out, **kw: seen.update(out=out, **kw))
+    code, _ = cli("demo", "--out", str(tmp_path), "--seed", "1", "--generator-dtype", "bfloat16")
+    assert code == 0 and seen == {"out": tmp_path, "seed": 1, "generator_dtype": "bfloat16"}

@@ -10,12 +10,15 @@ import typer
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Where the unlearned model, report.md, results.json and demo.png go."),
     epochs: float = typer.Option(None, help="Override the training epochs (default: the shipped default)."),
-    alpha: float = typer.Option(None, help="Override the averaging weight (default 0.5)."),
+    alpha: float = typer.Option(None, help="Override the averaging weight (default 0.4)."),
+    seed: int = typer.Option(None, help="Override the seed (default 0): generation sampling, data order, anchor pairing."),
+    generator_dtype: str = typer.Option(None, help="Generate D_fr with a float32 (default), bfloat16 or float16 copy of the model."),
 ) -> None:
     """Unlearn built-in Harry Potter facts from the embedded SmolLM2-135M and show before vs after."""
     from ..demo import run_demo
 
-    overrides = {k: v for k, v in {"epochs": epochs, "alpha": alpha}.items() if v is not None}
+    given = {"epochs": epochs, "alpha": alpha, "seed": seed, "generator_dtype": generator_dtype}
+    overrides = {k: v for k, v in given.items() if v is not None}
     run_demo(out, **overrides)
 
 
