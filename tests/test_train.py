@@ -176,7 +176,8 @@ def test_group_by_length_batches_similar_rows_and_still_sees_each_row_once(fresh
     monkeypatch.setattr(train_mod.UnlearnTrainer, "compute_loss", spy)
     pads = {}
     for grouped in (False, True):
-        seen.clear(), padding.clear()
+        seen.clear()
+        padding.clear()
         train_unlearn(fresh(), tokenizer, forget, None, cfg(method="ga", batch_size=2, group_by_length=grouped), tmp_path / str(grouped))
         assert len(seen) == len(set(seen)) == 32
         pads[grouped] = sum(padding)
