@@ -82,18 +82,11 @@ def make_backend(cfg: UnlearnConfig, model, tokenizer):
     if cfg.generator and cfg.generator != cfg.model:
         gen_model, gen_tok = load(cfg.generator, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
                                   dtype=dtype or torch.float32)
-        return LocalBackend(gen_model, gen_tok, name=_backend_name(gen_model, dtype))
+        return LocalBackend(gen_model, gen_tok)
     if dtype is not None and dtype != model.dtype:
         # A copy: casting the model itself down and back would change the weights that get trained.
-        return LocalBackend(copy.deepcopy(model).to(dtype), tokenizer, name=_backend_name(model, dtype))
+        return LocalBackend(copy.deepcopy(model).to(dtype), tokenizer)
     return LocalBackend(model, tokenizer)
-
-
-def _backend_name(model, dtype) -> str | None:
-    """``local:<model>@<dtype>`` when a dtype is asked for (part of the generation cache key)."""
-    if dtype is None:
-        return None
-    return f"local:{getattr(model, 'name_or_path', '') or type(model).__name__}@{str(dtype).removeprefix('torch.')}"
 
 
 def generation_config(cfg: UnlearnConfig):

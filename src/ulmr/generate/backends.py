@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPException
 from typing import Protocol, runtime_checkable
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data.chat import ChatFormat
@@ -65,7 +66,9 @@ class LocalBackend:
         self.batch_size = batch_size
         self.reuse_prefix = reuse_prefix
         self.fmt = ChatFormat(tokenizer)
-        self.name = name or f"local:{getattr(model, 'name_or_path', '') or type(model).__name__}"
+        # The name is part of the generation cache key: a model cast from float32 generates other replies.
+        dtype = "" if model.dtype == torch.float32 else f"@{str(model.dtype).removeprefix('torch.')}"
+        self.name = name or f"local:{getattr(model, 'name_or_path', '') or type(model).__name__}{dtype}"
 
     def chat(
         self, conversations: list[list[Turn]], max_new_tokens: int, temperature: float, seed: int, top_p: float = 1.0

@@ -122,7 +122,7 @@ class RowDataset(torch.utils.data.Dataset):
         The forget part is the one every forget method trains on and the one that stays with the row;
         the paired retain row changes each epoch (:func:`match_retain_lengths` makes it follow)."""
         part = "forget" if self.rows and "forget" in self.rows[0] else "retain"
-        return [len(r[part].input_ids) if part in r else 0 for r in self.rows]
+        return [len(r[part].input_ids) for r in self.rows]
 
     def __getitem__(self, i: int) -> Row:
         row = self.rows[i]
