@@ -66,9 +66,14 @@ class LocalBackend:
         self.batch_size = batch_size
         self.reuse_prefix = reuse_prefix
         self.fmt = ChatFormat(tokenizer)
-        # The name is part of the generation cache key: a model cast from float32 generates other replies.
+        self.name = name or self._default_name(model)
+
+    @staticmethod
+    def _default_name(model: PreTrainedModel) -> str:
+        """``local:<model>``, plus ``@<dtype>`` unless float32: the name is part of the generation cache key,
+        and a model cast from float32 generates other replies."""
         dtype = "" if model.dtype == torch.float32 else f"@{str(model.dtype).removeprefix('torch.')}"
-        self.name = name or f"local:{getattr(model, 'name_or_path', '') or type(model).__name__}{dtype}"
+        return f"local:{getattr(model, 'name_or_path', '') or type(model).__name__}{dtype}"
 
     def chat(
         self, conversations: list[list[Turn]], max_new_tokens: int, temperature: float, seed: int, top_p: float = 1.0
