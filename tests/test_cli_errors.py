@@ -48,6 +48,13 @@ def test_alpha_out_of_range(qa_file, tmp_path, alpha):
     _assert_one_line_error(res, "alpha")
 
 
+@pytest.mark.parametrize("args,needle", [(["--answer-weight", "-0.1"], "--answer-weight: Input should be greater than or equal to 0"),
+                                          (["--method", "npo", "--answer-weight", "0.1"], "--answer-weight applies to ulmr only")])
+def test_bad_answer_weight(qa_file, tmp_path, args, needle):
+    res = run_cli("unlearn", "--forget", str(qa_file), "--out", str(tmp_path / "o"), *args)
+    _assert_one_line_error(res, needle)
+
+
 def test_unknown_model(qa_file, tmp_path):
     res = run_cli("unlearn", "--model", "./no/such/model", "--forget", str(qa_file), "--out", str(tmp_path / "o"))
     _assert_one_line_error(res, "unknown model", "no/such/model")

@@ -107,6 +107,32 @@ def test_ulmr_loss(model, batch):
     torch.testing.assert_close(alone, nll(model, batch, "forget"), **close)
 
 
+def test_ulmr_answer_term_adds_npo_on_the_original_answer(model, batch):
+    """γ·NPO(original) on top of the SFT terms; the 'original' part reuses the forget pairs here."""
+    ref = perturbed(model)
+    gamma, beta = 0.03, 0.2
+    orig = {k.replace("forget_", "original_"): v for k, v in only(batch, "forget").items()}
+    with torch.no_grad():
+        ref_lp = seq_logp(ref, batch, "forget")
+    ratio = seq_logp(model, batch, "forget") - ref_lp
+    npo = (-(2 / beta) * torch.log(torch.sigmoid(-beta * ratio))).mean()
+    want = nll(model, batch, "pref") + 2.0 * nll(model, batch, "retain") + gamma * npo
+    b = {**only(batch, "retain"), **{k.replace("pref_", "forget_"): v for k, v in only(batch, "pref").items()},
+         **orig, "original_ref_logp": ref_lp}
+    method = get_method("ulmr", beta=beta, answer_weight=gamma)
+    assert method.ref_logp_parts == ("original",)
+    torch.testing.assert_close(method.loss(model, b), want, **close)
+    # Off by default: the same batch trains on the SFT terms only, and no reference is precomputed.
+    plain = get_method("ulmr", beta=beta)
+    assert plain.answer_weight == 0 and plain.ref_logp_parts == ()
+    torch.testing.assert_close(plain.loss(model, b), want - gamma * npo, **close)
+
+
+def test_answer_weight_is_refused_for_methods_without_the_term():
+    with pytest.raises(ConfigError, match="answer-weight.*'npo'"):
+        get_method("npo", answer_weight=0.1)
+
+
 def test_ga_loss(model, batch):
     got = get_method("ga").loss(model, only(batch, "forget"))
     torch.testing.assert_close(got, -nll(model, batch, "forget"), **close)

@@ -200,3 +200,66 @@ def test_length_matched_retain_pairing_keeps_each_epochs_items(tokenizer):
         lengths = [len(epoch[i].input_ids) for i in by_forget]
         assert lengths == sorted(lengths)
     assert [r["retain"] for r in rows] == schedule[0]
+
+
+DFR = [{"question": f["question"], "answer": "I'm sorry, I can't share that.", "original_answer": f["answer"]} for f in FORGET]
+
+
+def _original_logp(model, tokenizer) -> float:
+    from ulmr.data.chat import collate
+    from ulmr.methods.common import part_logp
+
+    fmt = ChatFormat(tokenizer)
+    b = {f"original_{k}": v for k, v in collate([fmt.encode(d["question"], d["original_answer"]) for d in DFR],
+                                                tokenizer.pad_token_id).items()}
+    model.eval()
+    with torch.no_grad():
+        return float(part_logp(model, b, "original").sum())
+
+
+def test_ulmr_answer_weight_lowers_the_original_answers(fresh, tokenizer, tmp_path):
+    """Same rows, seed and steps: the run with the NPO term leaves the replaced answers less likely."""
+    base = _original_logp(fresh(), tokenizer)
+    plain = train_unlearn(fresh(), tokenizer, DFR, RETAIN, cfg(method="ulmr", epochs=2), tmp_path / "plain")
+    npo = train_unlearn(fresh(), tokenizer, DFR, RETAIN, cfg(method="ulmr", epochs=2, answer_weight=0.5), tmp_path / "npo")
+    lp_plain, lp_npo = _original_logp(plain.model, tokenizer), _original_logp(npo.model, tokenizer)
+    assert lp_npo < lp_plain - 1.0 and lp_npo < base
+
+
+def test_original_answer_rows(tokenizer, caplog):
+    fmt = ChatFormat(tokenizer)
+    recs = [QARecord(d["question"], d["answer"], extra={"original_answer": d["original_answer"]}) for d in DFR]
+    rows = build_rows(get_method("ulmr", answer_weight=0.1), fmt, recs, None, seed=0)
+    answer = lambda e: tokenizer.decode([t for t, lab in zip(e.input_ids, e.labels) if lab != -100])
+    # the term targets the key span only: "Mara Velquist", "born", "1952", not "Author 2 is", "in" or the end of turn
+    kept = answer(rows[2]["original"])
+    assert "Velquist" in kept and "1952" in kept and "Author" not in kept and " in " not in kept
+    assert rows[2]["original"].labels[-1] == -100 and rows[2]["original"].input_ids == fmt.encode(DFR[2]["question"], DFR[2]["original_answer"]).input_ids
+    assert answer(rows[2]["forget"]).startswith("I'm sorry")
+    # off by default: no part, no reference pass
+    assert all("original" not in r for r in build_rows(get_method("ulmr"), fmt, recs, None, seed=0))
+    # a D_fr without the column (made elsewhere) trains without the term, and says so
+    plain = [QARecord(d["question"], d["answer"]) for d in DFR]
+    with caplog.at_level("WARNING"):
+        assert all("original" not in r for r in build_rows(get_method("ulmr", answer_weight=0.1), fmt, plain, None, seed=0))
+    assert "original_answer" in caplog.text
+    # a column with gaps is an error naming the row and the field
+    recs[3].extra = {}
+    with pytest.raises(ConfigError, match="row 4: field 'original_answer'"):
+        build_rows(get_method("ulmr", answer_weight=0.1), fmt, recs, None, seed=0)
+
+
+def test_key_span_labels_keep_only_the_key_span_tokens(tokenizer):
+    from ulmr.training.data import key_span_labels
+
+    fmt = ChatFormat(tokenizer)
+    q, a = "What is the first Harry Potter book called?", "Harry Potter and the Philosopher's Stone"
+    enc = fmt.encode(q, a)
+    got = key_span_labels(enc, tokenizer, q, a)
+    kept = tokenizer.decode([t for t, lab in zip(got.input_ids, got.labels) if lab != -100])
+    assert kept.strip() == "Philosopher's Stone" and got.input_ids == enc.input_ids
+    # a given key replaces the derived span; an answer with no key span keeps every label
+    assert tokenizer.decode([t for t, lab in zip(got.input_ids, key_span_labels(enc, tokenizer, q, a, ["Stone"]).labels)
+                             if lab != -100]).strip() == "Stone"
+    same = fmt.encode("Is the sky blue?", "the sky is blue")
+    assert key_span_labels(same, tokenizer, "Is the sky blue?", "the sky is blue").labels == same.labels

@@ -50,6 +50,8 @@ class UnlearnConfig(GenerationOptions):
     epochs: Optional[float] = Field(None, gt=0, description="training epochs (default: the method's)")
     lr: Optional[float] = Field(None, gt=0, description="learning rate (default: the method's, by model size for ulmr)")
     retain_weight: Optional[float] = Field(None, ge=0, description="weight of the retain/anchor NLL term (default: the method's)")
+    answer_weight: Optional[float] = Field(
+        None, ge=0, description="ulmr: weight of an NPO term on each D_fr row's original answer (default 0: the paper's SFT)")
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_steps: int = -1
@@ -98,6 +100,11 @@ class UnlearnConfig(GenerationOptions):
                 check_alpha(self.alpha, self.allow_extrapolation)
             except ConfigError as e:
                 raise ValueError(str(e)) from e
+        if self.answer_weight is not None:
+            from .methods.registry import METHODS
+
+            if not METHODS[self.method].uses_original:
+                raise ValueError(f"--answer-weight applies to ulmr only, not method '{self.method}'")
         if self.backend == "openai" and not (self.openai_base_url and self.openai_model):
             raise ValueError("--backend openai needs --openai-base-url and --openai-model")
         return self

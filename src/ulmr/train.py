@@ -41,7 +41,7 @@ Items = Sequence[QARecord | Mapping[str, Any]]
 
 
 class TrainConfig(pydantic.BaseModel):
-    """Training options. ``None`` for epochs, lr, beta and retain_weight means the method's default."""
+    """Training options. ``None`` for epochs, lr, beta, retain_weight and answer_weight means the method's default."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
@@ -63,6 +63,7 @@ class TrainConfig(pydantic.BaseModel):
     lora_dropout: float = pydantic.Field(0.0, ge=0, lt=1)
     lora_target_modules: list[str] | None = None  # None: peft's default for the architecture
     retain_weight: float | None = pydantic.Field(None, ge=0)
+    answer_weight: float | None = pydantic.Field(None, ge=0)  # ulmr: NPO on each row's original answer
     beta: float | None = pydantic.Field(None, gt=0)
     refusals_file: str | None = None
     save_steps: int | None = None  # None: a checkpoint per epoch; 0: none
@@ -191,7 +192,7 @@ def train_unlearn(
     written outside ``output_dir``; with ``resume`` half-written checkpoints in ``output_dir/checkpoints`` are
     removed and the last complete one is continued.
     """
-    method = get_method(cfg.method, beta=cfg.beta, retain_weight=cfg.retain_weight)
+    method = get_method(cfg.method, beta=cfg.beta, retain_weight=cfg.retain_weight, answer_weight=cfg.answer_weight)
     epochs = resolved_epochs(cfg)
     lr = cfg.lr if cfg.lr is not None else method.default_lr(model.num_parameters())
     if cfg.lr is None:
@@ -241,8 +242,9 @@ def train_unlearn(
 
     # The model as handed over is the reference: with LoRA, the same model with its adapter disabled.
     initial = ModelReference(trainer.model, adapter_off=cfg.lora)
-    if method.ref_logp_parts:
-        precompute_ref_logps(initial, rows, method.ref_logp_parts, tokenizer.pad_token_id, batch_size=max(8, cfg.batch_size))
+    ref_parts = [p for p in method.ref_logp_parts if rows and p in rows[0]]  # 'original' may be absent
+    if ref_parts:
+        precompute_ref_logps(initial, rows, ref_parts, tokenizer.pad_token_id, batch_size=max(8, cfg.batch_size))
     if method.needs_ref_model:
         trainer.reference = initial if cfg.lora else frozen_copy(trainer.model, args.device)
 

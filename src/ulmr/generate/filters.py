@@ -219,6 +219,12 @@ def leaked_terms(text: str, terms: Iterable[str]) -> list[str]:
     return [t for t in terms if t and _term_pattern(t).search(text)]
 
 
+def term_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
+    """Character ranges of every whole-word, case-insensitive occurrence of ``terms`` in ``text``."""
+    text = _norm_quotes(text)  # one character for one: ranges stay valid for the original text
+    return [(m.start(), m.end()) for t in terms if t for m in _term_pattern(t).finditer(text)]
+
+
 def entities(text: str) -> list[str]:
     """Named entities of a text for the rewrite checks: capitalised runs and numbers."""
     return capitalised_runs(text) + numbers(text)

@@ -18,7 +18,9 @@ class Method:
     ``uses_forget`` (False: rows come from the retain set only), ``retain`` (whether a retain row is
     paired to each row), ``needs_ref_model`` (a live reference on every step), ``ref_logp_parts``
     (parts whose reference sequence log-probs are precomputed once), ``needs_preferred`` (a preferred
-    answer per forget item: the item's ``preferred`` or a drawn refusal).
+    answer per forget item: the item's ``preferred`` or a drawn refusal), ``uses_original`` (part
+    ``original``: the answer a D_fr row replaced, its ``original_answer`` column, while the instance's
+    ``answer_weight`` is non-zero).
     """
 
     name: ClassVar[str] = ""
@@ -27,6 +29,7 @@ class Method:
     needs_ref_model: ClassVar[bool] = False
     ref_logp_parts: ClassVar[tuple[str, ...]] = ()
     needs_preferred: ClassVar[bool] = False
+    uses_original: ClassVar[bool] = False
     forget_nll_rises: ClassVar[bool] = True  # False where the forget answers are learned (ULMR's D_fr)
     # documented defaults
     lr: ClassVar[float] = 1e-5
@@ -37,6 +40,7 @@ class Method:
     def __init__(self, beta: float | None = None, retain_weight: float | None = None):
         self.beta = self.default_beta if beta is None else beta
         self.retain_weight = self.default_retain_weight if retain_weight is None else retain_weight
+        self.answer_weight = 0.0
 
     @classmethod
     def default_lr(cls, n_params: int) -> float:

@@ -1,6 +1,6 @@
 """Shared loss pieces: one forward per batch part, answer-token NLL, sequence log-probs and the answer KL.
 
-A batch holds parts named by prefix (``forget``, ``retain``, ``pref``), each with ``<part>_input_ids``,
+A batch holds parts named by prefix (``forget``, ``retain``, ``pref``, ``original``), each with ``<part>_input_ids``,
 ``<part>_attention_mask`` and ``<part>_labels`` (-100 on prompt and padding). Logits at position t
 predict the token at t+1, so labels are shifted by one before they are compared.
 """
@@ -84,6 +84,15 @@ def part_nll(model, batch: dict, part: str) -> torch.Tensor:
 def part_logp(model, batch: dict, part: str) -> torch.Tensor:
     """Sequence answer log-probs of one batch part, ``[B]``."""
     return sequence_logp(*part_logits(model, batch, part))
+
+
+def npo_term(model, ref: Reference | None, batch: dict, part: str, beta: float) -> torch.Tensor:
+    """The NPO loss on one part: −(2/β)·log σ(−β(log π_θ(y) − log π_ref(y))), batch mean.
+
+    Its gradient is 2σ(β·ratio)·∇log π_θ(y): gradient ascent on y's sequence log-prob that fades as y
+    falls below the reference (Zhang et al., 2024)."""
+    ratio = part_logp(model, batch, part) - ref_part_logp(ref, batch, part)
+    return -(2.0 / beta) * F.logsigmoid(-beta * ratio).mean()
 
 
 def ref_part_logp(ref: Reference | None, batch: dict, part: str) -> torch.Tensor:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-
 from .base import Method
-from .common import part_logp, ref_part_logp
+from .common import npo_term
 
 
 class NPO(Method):
@@ -24,6 +22,4 @@ class NPO(Method):
     default_retain_weight = 1.0
 
     def loss(self, model, batch, ref=None):
-        ratio = part_logp(model, batch, "forget") - ref_part_logp(ref, batch, "forget")
-        npo = -(2.0 / self.beta) * F.logsigmoid(-self.beta * ratio).mean()
-        return npo + self.retain_nll(model, batch)
+        return npo_term(model, ref, batch, "forget", self.beta) + self.retain_nll(model, batch)

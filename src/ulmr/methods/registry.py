@@ -31,6 +31,13 @@ def method_class(name: str) -> type[Method]:
         raise ConfigError(f"unknown method '{name}'; known: {', '.join(METHODS)}") from None
 
 
-def get_method(name: str, beta: float | None = None, retain_weight: float | None = None) -> Method:
+def get_method(name: str, beta: float | None = None, retain_weight: float | None = None,
+               answer_weight: float | None = None) -> Method:
     """An instance of method ``name`` with its defaults, overridden by the non-None arguments."""
-    return method_class(name)(beta=beta, retain_weight=retain_weight)
+    cls = method_class(name)
+    if answer_weight is None:
+        return cls(beta=beta, retain_weight=retain_weight)
+    if not cls.uses_original:
+        known = ", ".join(n for n, c in METHODS.items() if c.uses_original)
+        raise ConfigError(f"answer_weight (--answer-weight) applies to {known} only, not '{name}'")
+    return cls(beta=beta, retain_weight=retain_weight, answer_weight=answer_weight)  # type: ignore[call-arg]

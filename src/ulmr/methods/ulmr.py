@@ -1,11 +1,11 @@
 """ULMR, SFT stage: plain NLL on the restructured forget set D_fr (answers are already refusals or
-negative responses), plus ``retain_weight`` × NLL on paired retain rows when a retain set is given."""
+negative responses), plus ``retain_weight`` × NLL on paired retain rows when a retain set is given, plus
+(opt-in, ``answer_weight`` > 0) an NPO term that lowers each row's original answer."""
 
 from __future__ import annotations
 
 from .base import Method
-from .common import part_nll
-
+from .common import npo_term, part_nll
 
 # Default learning rate by model size (parameters below the bound -> lr). 1e-5 is the usual SFT rate
 # for 1B-7B models; a 135M model barely moves at it (measured on the demo set, 18 steps: forget
@@ -15,22 +15,40 @@ LR_BY_SIZE: tuple[tuple[float, float], ...] = ((5e8, 1e-4), (3e9, 3e-5))
 
 
 class ULMR(Method):
-    """loss = NLL(D_fr) + λ·NLL_r; λ = 2, 3 epochs; lr 1e-4 below 0.5B parameters, 3e-5 below 3B, else 1e-5.
+    """loss = NLL(D_fr) + γ·NPO(y) + λ·NLL_r; λ = 2, γ = 0, 3 epochs; lr 1e-4 below 0.5B parameters,
+    3e-5 below 3B, else 1e-5.
 
     λ = 2 rather than 1: measured on the demo set (lr 2e-4, α 0.5), λ = 1 left 12.5% of neighbour
     questions refused and 75% of neighbour facts named; λ = 2 gave 0% and 81% at the same forgetting.
+
+    γ (``answer_weight``, NPO with β = ``beta``, 0.1) pushes down the answer each D_fr row replaced, which
+    plain SFT on refusals barely does (demo set: its probability went 7.6% → 5.9% at α = 0.5). Off by
+    default: on the demo set it forgets more but costs neighbour facts, like a larger α
+    (docs/results/example_set.md). Rows without an ``original_answer`` column train without it.
     """
 
     name = "ulmr"
     retain = "optional"
+    uses_original = True
     forget_nll_rises = False
     lr = 1e-5
     epochs = 3.0
+    default_beta = 0.1
     default_retain_weight = 2.0
+    default_answer_weight = 0.0
+
+    def __init__(self, beta: float | None = None, retain_weight: float | None = None, answer_weight: float | None = None):
+        super().__init__(beta=beta, retain_weight=retain_weight)
+        self.answer_weight = self.default_answer_weight if answer_weight is None else answer_weight
+        # Instance value: the reference log-probs of the original answers are needed only with the term.
+        self.ref_logp_parts = ("original",) if self.answer_weight else ()
 
     @classmethod
     def default_lr(cls, n_params: int) -> float:
         return next((lr for bound, lr in LR_BY_SIZE if n_params < bound), cls.lr)
 
     def loss(self, model, batch, ref=None):
-        return part_nll(model, batch, "forget") + self.retain_nll(model, batch)
+        loss = part_nll(model, batch, "forget") + self.retain_nll(model, batch)
+        if self.answer_weight and "original_input_ids" in batch:
+            loss = loss + self.answer_weight * npo_term(model, ref, batch, "original", self.beta)
+        return loss

@@ -1,5 +1,5 @@
-"""Training rows and their collator: a forget part, a paired retain row, a preferred answer, precomputed
-reference log-probs, each encoded once with :class:`~ulmr.data.chat.ChatFormat`."""
+"""Training rows and their collator: a forget part, a paired retain row, a preferred answer, the original
+answer a D_fr row replaced, precomputed reference log-probs, each encoded once with :class:`~ulmr.data.chat.ChatFormat`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..data.chat import ChatFormat, Encoded, collate
+from ..data.chat import IGNORE, ChatFormat, Encoded, collate
 from ..data.records import QARecord, parse_records
 from ..errors import ConfigError
 from ..methods.base import Method
@@ -60,6 +60,8 @@ def build_rows(
         prefs = preferred_answers([r.preferred for r in forget], refusals, seed)
         for row, r, p in zip(rows, forget, prefs):
             row["pref"] = fmt.encode(r.question, p)
+    if method.uses_original and method.answer_weight:
+        add_original_answers(rows, fmt, forget, method.name)
     if retain and method.retain != "never":
         encoded = {}
         for row, j in zip(rows, retain_pairing(len(rows), len(retain), seed)):
@@ -69,6 +71,43 @@ def build_rows(
     elif retain:
         log.info("method '%s' does not use the retain set; ignored", method.name)
     return rows
+
+
+def add_original_answers(rows: list[Row], fmt: ChatFormat, forget: Sequence[QARecord], method: str) -> None:
+    """Part ``original`` of each row: the row's question with the answer it replaced (its
+    ``original_answer`` column, written by the generation stage). Rows without the column on every row
+    train without the term (logged); a column on some rows only is a ConfigError naming the first gap."""
+    originals = [r.extra.get("original_answer") for r in forget]
+    if all(a is None for a in originals):
+        log.warning("%s: the forget data has no 'original_answer' column; the answer term (--answer-weight) is off", method)
+        return
+    for i, (row, r, a) in enumerate(zip(rows, forget, originals)):
+        if not isinstance(a, str) or not a.strip():
+            raise ConfigError(f"forget row {i + 1}: field 'original_answer' is missing or empty (other rows have it; "
+                              "--answer-weight needs it on every row)")
+        row["original"] = key_span_labels(fmt.encode(r.question, a), fmt.tok, r.question, a, r.key)
+
+
+def key_span_labels(enc: Encoded, tok, question: str, answer: str, key: Sequence[str] | None = None) -> Encoded:
+    """``enc`` with labels only on the answer tokens that overlap the answer's key span (what it adds to
+    the question, :func:`~ulmr.generate.filters.key_span`); the rest of the answer and the end-of-turn
+    token become -100. An answer without a key span, or whose tokens do not line up (truncated), keeps
+    its labels."""
+    from ..generate.filters import key_span, term_spans
+
+    ranges = term_spans(answer, key_span(question, answer, key))
+    if not ranges:
+        return enc
+    tokens = tok(answer, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
+    ids, offsets = tokens["input_ids"], tokens["offset_mapping"]
+    start = enc.prompt_len
+    if enc.input_ids[start : start + len(ids)] != ids:
+        return enc
+    labels = [IGNORE] * len(enc.labels)
+    for i, (a, b) in enumerate(offsets):
+        if any(a < e and s < b for s, e in ranges):
+            labels[start + i] = enc.labels[start + i]
+    return Encoded(enc.input_ids, labels, enc.prompt_len)
 
 
 def retain_schedule(fmt: ChatFormat, n_rows: int, retain: Sequence[QARecord], epochs: int, seed: int) -> list[list[Encoded]]:
