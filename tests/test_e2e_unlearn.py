@@ -66,4 +66,5 @@ def test_run_record(run):
     assert rec["alpha"] == 0.5 and rec["inputs"]["retain"]["source"] == "builtin-anchor"
     assert rec["inputs"]["forget"]["sha256"] and rec["versions"]["torch"]
     assert rec["counts"]["forget_items"] == 3 and rec["training"]["steps"] > 0
+    assert rec["training"]["loss_weights"] == {"beta": 0.1, "retain_weight": 2.0, "answer_weight": 0.0, "answer_term": False}
     assert set(rec["timings_s"]) >= {"generation", "training", "averaging", "saving", "total"}

@@ -240,6 +240,7 @@ def test_restructure_regenerates_only_missing_slots_in_batches(qa_file, tmp_path
     assert r["variant"] == "rewrite" and r["rewrite_id"] == 1 and r["question"].startswith("Please tell me")
     assert r["answer"].startswith("Sorry") and r["backend"] == "scripted" and r["prompt"] == "negative_refusal"
     assert r["original_answer"] == recs[0].answer and r["fallback"] is False
+    assert r["key"] == key_span(recs[0].question, recs[0].answer) and r["key"]  # the spans the negative avoided
     assert res.probes[0]["answer"] == recs[0].answer and res.probes[0]["variant"] == "probe"
     train_qs = {row["question"] for row in res.rows}
     assert all(p["question"] not in train_qs for p in res.probes)

@@ -224,6 +224,8 @@ def test_ulmr_answer_weight_lowers_the_original_answers(fresh, tokenizer, tmp_pa
     npo = train_unlearn(fresh(), tokenizer, DFR, RETAIN, cfg(method="ulmr", epochs=2, answer_weight=0.5), tmp_path / "npo")
     lp_plain, lp_npo = _original_logp(plain.model, tokenizer), _original_logp(npo.model, tokenizer)
     assert lp_npo < lp_plain - 1.0 and lp_npo < base
+    assert plain.loss_weights == {"beta": 0.1, "retain_weight": 2.0, "answer_weight": 0.0, "answer_term": False}
+    assert npo.loss_weights["answer_weight"] == 0.5 and npo.loss_weights["answer_term"] is True
 
 
 def test_original_answer_rows(tokenizer, caplog):
@@ -236,6 +238,9 @@ def test_original_answer_rows(tokenizer, caplog):
     assert "Velquist" in kept and "1952" in kept and "Author" not in kept and " in " not in kept
     assert rows[2]["original"].labels[-1] == -100 and rows[2]["original"].input_ids == fmt.encode(DFR[2]["question"], DFR[2]["original_answer"]).input_ids
     assert answer(rows[2]["forget"]).startswith("I'm sorry")
+    # the row's key (the generation stage writes the spans the negative avoided) decides the tokens
+    recs[1].key = ["Velquist"]
+    assert answer(build_rows(get_method("ulmr", answer_weight=0.1), fmt, recs, None, seed=0)[1]["original"]).strip() == "Velquist"
     # off by default: no part, no reference pass
     assert all("original" not in r for r in build_rows(get_method("ulmr"), fmt, recs, None, seed=0))
     # a D_fr without the column (made elsewhere) trains without the term, and says so

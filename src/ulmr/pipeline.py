@@ -283,7 +283,7 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
         },
         "alpha_auto": auto_record,
         "training": {"steps": trained.steps, "lr": trained.lr, "seconds": trained.seconds, "train_tokens": trained.train_tokens,
-                     "lora": cfg.lora, "config": tcfg.model_dump(mode="json")},
+                     "loss_weights": trained.loss_weights, "lora": cfg.lora, "config": tcfg.model_dump(mode="json")},
     }
     if not trained.is_main_process:
         return RunResult(cfg.out, record)  # under accelerate launch only the main process writes

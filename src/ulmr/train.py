@@ -100,6 +100,7 @@ class TrainResult:
     best_epoch: float | None = None
     is_main_process: bool = True
     lr: float | None = None  # the learning rate used (a method default when the config had none)
+    loss_weights: dict[str, Any] = field(default_factory=dict)  # β, λ, γ as used, and whether γ's term ran
 
 
 def _set_threads(cfg: TrainConfig) -> None:
@@ -271,4 +272,6 @@ def train_unlearn(
         best_epoch=probe.best_epoch if probe else None,
         is_main_process=trainer.is_world_process_zero(),
         lr=lr,
+        loss_weights={"beta": method.beta, "retain_weight": method.retain_weight, "answer_weight": method.answer_weight,
+                      "answer_term": bool(rows) and "original" in rows[0]},
     )

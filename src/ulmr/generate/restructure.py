@@ -225,6 +225,8 @@ def restructure(
                 "fallback": neg.status == "fallback",
                 "question_fallback": j > 0 and rewrites[(i, "rewrite", j)].status == "fallback",
                 "original_answer": rec.answer,
+                # the spans the negative had to avoid; --answer-weight lowers exactly these tokens
+                **({"key": keys[i]} if keys[i] else {}),
             })
         if cfg.probe:
             probes.append({"question": rewrites[(i, "probe", k + 1)].text, "answer": rec.answer, "source_index": i, "variant": "probe"})

@@ -75,8 +75,9 @@ def build_rows(
 
 def add_original_answers(rows: list[Row], fmt: ChatFormat, forget: Sequence[QARecord], method: str) -> None:
     """Part ``original`` of each row: the row's question with the answer it replaced (its
-    ``original_answer`` column, written by the generation stage). Rows without the column on every row
-    train without the term (logged); a column on some rows only is a ConfigError naming the first gap."""
+    ``original_answer`` column, written by the generation stage), labelled on its key span (the row's
+    ``key``, which the generation stage also writes, else derived). Data without the column trains
+    without the term (logged); a column on some rows only is a ConfigError naming the first gap."""
     originals = [r.extra.get("original_answer") for r in forget]
     if all(a is None for a in originals):
         log.warning("%s: the forget data has no 'original_answer' column; the answer term (--answer-weight) is off", method)
@@ -96,7 +97,7 @@ def key_span_labels(enc: Encoded, tok, question: str, answer: str, key: Sequence
     from ..generate.filters import key_span, term_spans
 
     ranges = term_spans(answer, key_span(question, answer, key))
-    if not ranges:
+    if not ranges or not getattr(tok, "is_fast", False):  # character offsets need a fast tokenizer
         return enc
     tokens = tok(answer, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
     ids, offsets = tokens["input_ids"], tokens["offset_mapping"]
