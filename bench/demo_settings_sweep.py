@@ -50,7 +50,8 @@ def main() -> None:
     before, _ = measure(model, tok, sets)
     del model
     forget = args.dfr or str(resources_dir() / "demo" / DEMO_SETS["forget"])
-    cfg = UnlearnConfig(model=DEMO_MODEL, forget=forget, out=out / args.name, method=args.method, mode=args.mode, lr=args.lr, seed=args.seed, answer_weight=args.answer_weight, epochs=args.epochs,
+    cfg = UnlearnConfig(model=DEMO_MODEL, forget=forget, out=out / args.name, method=args.method, mode=args.mode,
+                        lr=args.lr, epochs=args.epochs, seed=args.seed, answer_weight=args.answer_weight,
                         retain_weight=args.retain_weight, lora=args.lora, lora_r=16, alpha=0.5,
                         keep_finetuned=True, overwrite=True)
     unlearn(cfg, generate_dfr=args.dfr is None)

@@ -51,7 +51,7 @@ class UnlearnConfig(GenerationOptions):
     lr: Optional[float] = Field(None, gt=0, description="learning rate (default: the method's, by model size for ulmr)")
     retain_weight: Optional[float] = Field(None, ge=0, description="weight of the retain/anchor NLL term (default: the method's)")
     answer_weight: Optional[float] = Field(
-        None, ge=0, description="ulmr: weight of an NPO term on each D_fr row's original answer (default 0: the paper's SFT)")
+        None, ge=0, description="ulmr: weight of an NPO term on the key span of each D_fr row's original answer (default 0: the paper's SFT)")
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_steps: int = -1

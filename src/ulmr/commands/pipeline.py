@@ -37,8 +37,9 @@ EPOCHS = typer.Option(None, help="Training epochs (default: the method's).")
 LR = typer.Option(None, help="Learning rate (default: the method's; for ulmr by model size: 1e-4 below 0.5B parameters, 3e-5 below 3B, else 1e-5).")
 RETAIN_W = typer.Option(None, help="Weight λ of the retain/anchor NLL term (default: the method's; 2 for ulmr, 1 for the others).")
 ANSWER_W = typer.Option(
-    None, help="ulmr only: weight γ of an NPO term (β = 0.1) that lowers each D_fr row's original answer "
-    "(default 0, the paper's plain SFT; forgets more at a given alpha and costs neighbour facts: docs/results/example_set.md).")
+    None, help="ulmr only: weight γ of an NPO term (β = 0.1) that lowers the key-span tokens of each D_fr row's "
+    "original answer (default 0, the paper's plain SFT). 0.03 forgets held-out paraphrases far better at a given "
+    "alpha and costs some utility: docs/results/example_set.md.")
 BS = typer.Option(4, help="Per-device batch size.")
 ACCUM = typer.Option(1, help="Gradient accumulation steps.")
 MAX_STEPS = typer.Option(-1, help="Stop after this many optimizer steps (-1: by epochs).")

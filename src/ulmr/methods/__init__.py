@@ -14,9 +14,11 @@ retrain    NLL_r (forget rows ignored; start from the base model) lr 1e-5, 5 epo
 
 Δ(y) = log π_θ(y|x) − log π_ref(y|x), summed over answer tokens including EOS; NLL terms are token means
 over the batch. *ULMR's lr without ``--lr``: 1e-4 below 0.5B parameters, 3e-5 below 3B, else 1e-5
-(:data:`ulmr.methods.ulmr.LR_BY_SIZE`). **γ (``--answer-weight``, β = 0.1): NPO on the key-span tokens of the
-answer each D_fr row replaced (its ``original_answer``), off by default. Adding a method: a file with a :class:`Method` subclass (its loss and class-attribute
-defaults) and one line in ``registry.METHODS``.
+(:data:`ulmr.methods.ulmr.LR_BY_SIZE`). **γ (``--answer-weight``, β = 0.1): NPO on the key-span tokens
+of the answer each D_fr row replaced (its ``original_answer``), off by default.
+
+Adding a method: a file with a :class:`Method` subclass (its loss and class-attribute defaults) and one
+line in ``registry.METHODS``.
 """
 
 from .base import Method

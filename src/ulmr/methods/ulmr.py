@@ -15,16 +15,18 @@ LR_BY_SIZE: tuple[tuple[float, float], ...] = ((5e8, 1e-4), (3e9, 3e-5))
 
 
 class ULMR(Method):
-    """loss = NLL(D_fr) + γ·NPO(y) + λ·NLL_r; λ = 2, γ = 0, 3 epochs; lr 1e-4 below 0.5B parameters,
-    3e-5 below 3B, else 1e-5.
+    """loss = NLL(D_fr) + γ·NPO(key span of y) + λ·NLL_r; λ = 2, γ = 0, 3 epochs; lr 1e-4 below 0.5B
+    parameters, 3e-5 below 3B, else 1e-5.
 
     λ = 2 rather than 1: measured on the demo set (lr 2e-4, α 0.5), λ = 1 left 12.5% of neighbour
     questions refused and 75% of neighbour facts named; λ = 2 gave 0% and 81% at the same forgetting.
 
-    γ (``answer_weight``, NPO with β = ``beta``, 0.1) pushes down the answer each D_fr row replaced, which
-    plain SFT on refusals barely does (demo set: its probability went 7.6% → 5.9% at α = 0.5). Off by
-    default: on the demo set it forgets more but costs neighbour facts, like a larger α
-    (docs/results/example_set.md). Rows without an ``original_answer`` column train without it.
+    γ (``answer_weight``, NPO with β = ``beta``, 0.1) pushes down the key-span tokens of the answer each
+    D_fr row replaced, which plain SFT on refusals barely does (demo set: the answers' probability went
+    7.6% → 5.9% at α = 0.5). Off by default: on the example set at α = 0.5, γ = 0.03 took held-out
+    paraphrases from 43-55 to 30 ROUGE-L at three seeds with neighbour facts unchanged, but cost 2.8
+    points of easy multiple-choice utility at each (docs/results/example_set.md). Rows without an
+    ``original_answer`` column train without it.
     """
 
     name = "ulmr"
