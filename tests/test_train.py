@@ -268,3 +268,14 @@ def test_key_span_labels_keep_only_the_key_span_tokens(tokenizer):
                              if lab != -100]).strip() == "Stone"
     same = fmt.encode("Is the sky blue?", "the sky is blue")
     assert key_span_labels(same, tokenizer, "Is the sky blue?", "the sky is blue").labels == same.labels
+
+
+def test_unlearn_config_passes_beta_and_answer_weight_to_training():
+    from ulmr.config import UnlearnConfig
+    from ulmr.pipeline import train_config
+
+    t = train_config(UnlearnConfig(forget="f.jsonl", out="o", method="npo", beta=0.3))
+    assert t.beta == 0.3 and t.answer_weight is None
+    t = train_config(UnlearnConfig(forget="f.jsonl", out="o", answer_weight=0.03, beta=1.0))
+    assert (t.answer_weight, t.beta) == (0.03, 1.0)
+    assert get_method("ulmr", beta=t.beta, answer_weight=t.answer_weight).beta == 1.0

@@ -50,6 +50,7 @@ class UnlearnConfig(GenerationOptions):
     epochs: Optional[float] = Field(None, gt=0, description="training epochs (default: the method's)")
     lr: Optional[float] = Field(None, gt=0, description="learning rate (default: the method's, by model size for ulmr)")
     retain_weight: Optional[float] = Field(None, ge=0, description="weight of the retain/anchor NLL term (default: the method's)")
+    beta: Optional[float] = Field(None, gt=0, description="β of dpo/npo and of ulmr's answer term (default: the method's, 0.1)")
     answer_weight: Optional[float] = Field(
         None, ge=0, description="ulmr: weight of an NPO term on the key span of each D_fr row's original answer (default 0: the paper's SFT)")
     batch_size: int = Field(4, ge=1)
@@ -100,9 +101,12 @@ class UnlearnConfig(GenerationOptions):
                 check_alpha(self.alpha, self.allow_extrapolation)
             except ConfigError as e:
                 raise ValueError(str(e)) from e
-        if self.answer_weight is not None:
-            from .methods.registry import METHODS
+        from .methods.registry import METHODS
 
+        if self.beta is not None and METHODS[self.method].default_beta is None:
+            with_beta = ", ".join(n for n, c in METHODS.items() if c.default_beta is not None)
+            raise ValueError(f"--beta applies to {with_beta} only, not method '{self.method}'")
+        if self.answer_weight is not None:
             if not METHODS[self.method].uses_original:
                 raise ValueError(f"--answer-weight applies to ulmr only, not method '{self.method}'")
         if self.backend == "openai" and not (self.openai_base_url and self.openai_model):

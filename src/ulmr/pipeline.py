@@ -135,6 +135,7 @@ def train_config(cfg: UnlearnConfig):
         lr=cfg.lr,
         retain_weight=cfg.retain_weight,
         answer_weight=cfg.answer_weight,
+        beta=cfg.beta,
         batch_size=cfg.batch_size,
         grad_accum=cfg.grad_accum,
         max_steps=cfg.max_steps,
