@@ -38,7 +38,7 @@ LR = typer.Option(None, help="Learning rate (default: the method's; for ulmr by 
 RETAIN_W = typer.Option(None, help="Weight λ of the retain/anchor NLL term (default: the method's; 2 for ulmr, 1 for the others).")
 BETA = typer.Option(None, help="β of dpo / npo and of ulmr's --answer-weight term (default 0.1).")
 ANSWER_W = typer.Option(
-    None, help="ulmr only: weight γ of an NPO term (β = 0.1) that lowers the key-span tokens of each D_fr row's "
+    None, help="ulmr only: weight γ of an NPO term (β from --beta, default 0.1) that lowers the key-span tokens of each D_fr row's "
     "original answer (default 0, the paper's plain SFT). 0.03 forgets held-out paraphrases far better at a given "
     "alpha and costs some utility: docs/results/example_set.md.")
 BS = typer.Option(4, help="Per-device batch size.")
