@@ -101,14 +101,15 @@ class UnlearnConfig(GenerationOptions):
                 check_alpha(self.alpha, self.allow_extrapolation)
             except ConfigError as e:
                 raise ValueError(str(e)) from e
-        from .methods.registry import METHODS
+        from .methods.registry import METHODS, get_method
 
         if self.beta is not None and METHODS[self.method].default_beta is None:
             with_beta = ", ".join(n for n, c in METHODS.items() if c.default_beta is not None)
             raise ValueError(f"--beta applies to {with_beta} only, not method '{self.method}'")
-        if self.answer_weight is not None:
-            if not METHODS[self.method].uses_original:
-                raise ValueError(f"--answer-weight applies to ulmr only, not method '{self.method}'")
+        try:  # the method's own checks (--answer-weight), before the model is loaded
+            get_method(self.method, beta=self.beta, answer_weight=self.answer_weight)
+        except ConfigError as e:
+            raise ValueError(str(e)) from e
         if self.backend == "openai" and not (self.openai_base_url and self.openai_model):
             raise ValueError("--backend openai needs --openai-base-url and --openai-model")
         return self

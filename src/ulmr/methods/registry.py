@@ -39,5 +39,5 @@ def get_method(name: str, beta: float | None = None, retain_weight: float | None
         return cls(beta=beta, retain_weight=retain_weight)
     if not cls.uses_original:
         known = ", ".join(n for n, c in METHODS.items() if c.uses_original)
-        raise ConfigError(f"answer_weight (--answer-weight) applies to {known} only, not '{name}'")
+        raise ConfigError(f"--answer-weight applies to {known} only, not method '{name}'")
     return cls(beta=beta, retain_weight=retain_weight, answer_weight=answer_weight)  # type: ignore[call-arg]

@@ -5,7 +5,7 @@ negative responses), plus ``retain_weight`` × NLL on paired retain rows when a 
 from __future__ import annotations
 
 from .base import Method
-from .common import npo_term, part_nll
+from .common import has_part, npo_term, part_nll
 
 # Default learning rate by model size (parameters below the bound -> lr). 1e-5 is the usual SFT rate
 # for 1B-7B models; a 135M model barely moves at it (measured on the demo set, 18 steps: forget
@@ -51,6 +51,6 @@ class ULMR(Method):
 
     def loss(self, model, batch, ref=None):
         loss = part_nll(model, batch, "forget") + self.retain_nll(model, batch)
-        if self.answer_weight and "original_input_ids" in batch:
+        if self.answer_weight and has_part(batch, "original"):
             loss = loss + self.answer_weight * npo_term(model, ref, batch, "original", self.beta)
         return loss
