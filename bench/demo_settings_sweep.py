@@ -1,7 +1,7 @@
 """The sweep behind the demo's settings (docs/results/demo.md): train ULMR's p_f once on the demo forget
 set with the given lr / λ / LoRA, then measure the demo's numbers at several α without writing models.
 
-usage: python bench/demo_settings_sweep.py NAME LR EPOCHS ALPHAS [--retain-weight 2] [--answer-weight G] [--beta B] [--seed S]
+usage: python bench/demo_settings_sweep.py NAME LR EPOCHS ALPHAS [--retain-weight 2] [--answer-weight G] [--answer-source model|data] [--beta B] [--seed S]
            [--method M] [--mode refusal|counterfactual] [--lora] [--dfr D_FR.jsonl] [--general]
        e.g. python bench/demo_settings_sweep.py lr1e-4 1e-4 3 0.4,0.5,0.6 --retain-weight 2
 Reuse the D_fr of a first run (OUT/NAME/d_fr.jsonl) with --dfr so configurations differ in training only.
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--dfr", default=None, help="an existing D_fr (skips generation)")
     ap.add_argument("--general", action="store_true", help="also measure resources/demo/general.jsonl")
     ap.add_argument("--answer-weight", type=float, default=None, help="ulmr's NPO term on the original answers")
+    ap.add_argument("--answer-source", default="model", choices=["model", "data"], help="where the answer term finds the key span")
     ap.add_argument("--beta", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--method", default="ulmr")
@@ -52,7 +53,8 @@ def main() -> None:
     del model
     forget = args.dfr or str(resources_dir() / "demo" / DEMO_SETS["forget"])
     cfg = UnlearnConfig(model=DEMO_MODEL, forget=forget, out=out / args.name, method=args.method, mode=args.mode,
-                        lr=args.lr, epochs=args.epochs, seed=args.seed, answer_weight=args.answer_weight, beta=args.beta,
+                        lr=args.lr, epochs=args.epochs, seed=args.seed, answer_weight=args.answer_weight, answer_source=args.answer_source,
+                        beta=args.beta,
                         retain_weight=args.retain_weight, lora=args.lora, lora_r=16, alpha=0.5,
                         keep_finetuned=True, overwrite=True)
     unlearn(cfg, generate_dfr=args.dfr is None)

@@ -51,7 +51,8 @@ def test_alpha_out_of_range(qa_file, tmp_path, alpha):
 @pytest.mark.parametrize("args,needle", [(["--answer-weight", "-0.1"], "--answer-weight: Input should be greater than or equal to 0"),
                                           (["--method", "npo", "--answer-weight", "0.1"], "--answer-weight applies to ulmr only"),
                                           (["--method", "graddiff", "--beta", "0.5"], "--beta applies to ulmr, dpo, npo only"),
-                                          (["--beta", "0"], "--beta: Input should be greater than 0")])
+                                          (["--beta", "0"], "--beta: Input should be greater than 0"),
+                                          (["--answer-source", "gold"], "--answer-source: Input should be 'model' or 'data'")])
 def test_bad_answer_weight_or_beta(qa_file, tmp_path, args, needle):
     res = run_cli("unlearn", "--forget", str(qa_file), "--out", str(tmp_path / "o"), *args)
     _assert_one_line_error(res, needle)

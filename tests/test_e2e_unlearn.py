@@ -66,5 +66,10 @@ def test_run_record(run):
     assert rec["alpha"] == 0.5 and rec["inputs"]["retain"]["source"] == "builtin-anchor"
     assert rec["inputs"]["forget"]["sha256"] and rec["versions"]["torch"]
     assert rec["counts"]["forget_items"] == 3 and rec["training"]["steps"] > 0
-    assert rec["training"]["loss_weights"] == {"beta": 0.1, "retain_weight": 2.0, "answer_weight": 0.0, "answer_term": False}
+    weights = rec["training"]["loss_weights"]
+    assert {k: weights[k] for k in ("beta", "retain_weight", "answer_weight", "answer_term", "answer_source")} == \
+        {"beta": 0.1, "retain_weight": 2.0, "answer_weight": 0.03, "answer_term": True, "answer_source": "model"}
+    # the base model names J.K. Rowling when asked who wrote the books, so at least that row lowers it in its own words
+    texts = weights["answer_texts"]
+    assert sum(texts.values()) == rec["counts"]["d_fr_rows"] and texts["model"] >= 1
     assert set(rec["timings_s"]) >= {"generation", "training", "averaging", "saving", "total"}

@@ -122,9 +122,10 @@ def test_ulmr_answer_term_adds_npo_on_the_original_answer(model, batch):
     method = get_method("ulmr", beta=beta, answer_weight=gamma)
     assert method.ref_logp_parts == ("original",)
     torch.testing.assert_close(method.loss(model, b), want, **close)
-    # Off by default: the same batch trains on the SFT terms only, and no reference is precomputed.
-    plain = get_method("ulmr", beta=beta)
-    assert plain.answer_weight == 0 and plain.ref_logp_parts == ()
+    # γ = 0: the same batch trains on the SFT terms only (the paper's loss), and no reference is precomputed.
+    plain = get_method("ulmr", beta=beta, answer_weight=0)
+    assert plain.ref_logp_parts == ()
+    assert get_method("ulmr").answer_weight == 0.03  # on by default
     torch.testing.assert_close(plain.loss(model, b), want - gamma * npo, **close)
 
 

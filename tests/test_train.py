@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -220,12 +221,17 @@ def _original_logp(model, tokenizer) -> float:
 def test_ulmr_answer_weight_lowers_the_original_answers(fresh, tokenizer, tmp_path):
     """Same rows, seed and steps: the run with the NPO term leaves the replaced answers less likely."""
     base = _original_logp(fresh(), tokenizer)
-    plain = train_unlearn(fresh(), tokenizer, DFR, RETAIN, cfg(method="ulmr", epochs=2), tmp_path / "plain")
+    plain = train_unlearn(fresh(), tokenizer, DFR, RETAIN, cfg(method="ulmr", epochs=2, answer_weight=0), tmp_path / "plain")
     npo = train_unlearn(fresh(), tokenizer, DFR, RETAIN, cfg(method="ulmr", epochs=2, answer_weight=0.5), tmp_path / "npo")
     lp_plain, lp_npo = _original_logp(plain.model, tokenizer), _original_logp(npo.model, tokenizer)
     assert lp_npo < lp_plain - 1.0 and lp_npo < base
-    assert plain.loss_weights == {"beta": 0.1, "retain_weight": 2.0, "answer_weight": 0.0, "answer_term": False}
+    assert plain.loss_weights == {"beta": 0.1, "retain_weight": 2.0, "answer_weight": 0.0, "answer_term": False,
+                                  "answer_source": None, "answer_texts": None}
     assert npo.loss_weights["answer_weight"] == 0.5 and npo.loss_weights["answer_term"] is True
+    # the random tiny model never names Velquist or a birth year, so every row falls back to the data's answer
+    assert npo.loss_weights["answer_source"] == "model" and npo.loss_weights["answer_texts"] == {"model": 0, "item": 0, "data": 6}
+    cached = [json.loads(line) for line in (tmp_path / "npo" / "model_answers.jsonl").read_text().splitlines()]
+    assert [c["question"] for c in cached] == [d["question"] for d in DFR]
 
 
 def test_original_answer_rows(tokenizer, caplog):
@@ -241,8 +247,8 @@ def test_original_answer_rows(tokenizer, caplog):
     # the row's key (the generation stage writes the spans the negative avoided) decides the tokens
     recs[1].key = ["Velquist"]
     assert answer(build_rows(get_method("ulmr", answer_weight=0.1), fmt, recs, None, seed=0)[1]["original"]).strip() == "Velquist"
-    # off by default: no part, no reference pass
-    assert all("original" not in r for r in build_rows(get_method("ulmr"), fmt, recs, None, seed=0))
+    # γ = 0: no part, no reference pass
+    assert all("original" not in r for r in build_rows(get_method("ulmr", answer_weight=0), fmt, recs, None, seed=0))
     # a D_fr without the column (made elsewhere) trains without the term, and says so
     plain = [QARecord(d["question"], d["answer"]) for d in DFR]
     with caplog.at_level("WARNING"):
@@ -279,3 +285,23 @@ def test_unlearn_config_passes_beta_and_answer_weight_to_training():
     t = train_config(UnlearnConfig(forget="f.jsonl", out="o", answer_weight=0.03, beta=1.0))
     assert (t.answer_weight, t.beta) == (0.03, 1.0)
     assert get_method("ulmr", beta=t.beta, answer_weight=t.answer_weight).beta == 1.0
+
+
+def test_lora_answer_term_takes_the_base_models_own_answers(fresh, tokenizer, tmp_path, monkeypatch):
+    """With LoRA the own answers come from the model with its adapter disabled (the base model)."""
+    from peft.tuners.lora import LoraLayer
+
+    import ulmr.training.answer_text as answer_text
+
+    seen = []
+    real = answer_text.generate
+
+    def spy(model, *a, **kw):
+        layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+        seen.append(bool(layers) and all(m.disable_adapters for m in layers))
+        return real(model, *a, **kw)
+
+    monkeypatch.setattr(answer_text, "generate", spy)
+    res = train_unlearn(fresh(), tokenizer, DFR, RETAIN, cfg(method="ulmr", lora=True, max_steps=2, answer_weight=0.1), tmp_path)
+    assert seen == [True]
+    assert res.loss_weights["answer_texts"] == {"model": 0, "item": 0, "data": 6} and res.steps == 2

@@ -52,7 +52,10 @@ class UnlearnConfig(GenerationOptions):
     retain_weight: Optional[float] = Field(None, ge=0, description="weight of the retain/anchor NLL term (default: the method's)")
     beta: Optional[float] = Field(None, gt=0, description="β of dpo/npo and of ulmr's answer term (default: the method's, 0.1)")
     answer_weight: Optional[float] = Field(
-        None, ge=0, description="ulmr: weight of an NPO term on the key span of each D_fr row's original answer (default 0: the paper's SFT)")
+        None, ge=0, description="ulmr: weight γ of an NPO term on the key span of each D_fr row's original answer "
+        "(default 0.03; 0: the paper's plain SFT)")
+    answer_source: Literal["model", "data"] = Field(
+        "model", description="ulmr's answer term: lower the key span in the model's own answer ('model') or in the data's ('data')")
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_steps: int = -1

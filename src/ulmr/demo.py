@@ -16,9 +16,10 @@ from .progress import console
 DEMO_SETS = {"forget": "forget.jsonl", "paraphrase": "paraphrases.jsonl", "neighbour": "neighbour.jsonl"}
 DEMO_MODEL = "smollm2-135m"
 GEN_TOKENS = 48
-# The demo runs ULMR's defaults (lr 1e-4 for a 135M model, 3 epochs, λ = 2, built-in anchor) except α:
-# 0.4 was chosen by a sweep on these very sets (docs/results/demo.md), so it is a tuned point, not a
-# held-out result; at the default 0.5 the utility check failed by one item.
+# The demo runs ULMR's defaults (lr 1e-4 for a 135M model, 3 epochs, λ = 2, answer term γ = 0.03, built-in
+# anchor) except α: 0.4 was chosen by a sweep on these very sets (docs/results/demo.md), so it is a tuned
+# point, not a held-out result; at the default 0.5 the utility check fails (by one item without the
+# answer term, by two with it: docs/results/answer_term.json).
 DEMO_SETTINGS = {"alpha": 0.4}
 
 # Acceptance rules the demo checks and prints.

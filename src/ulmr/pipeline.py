@@ -135,6 +135,7 @@ def train_config(cfg: UnlearnConfig):
         lr=cfg.lr,
         retain_weight=cfg.retain_weight,
         answer_weight=cfg.answer_weight,
+        answer_source=cfg.answer_source,
         beta=cfg.beta,
         batch_size=cfg.batch_size,
         grad_accum=cfg.grad_accum,

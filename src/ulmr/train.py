@@ -30,7 +30,8 @@ from .methods.refusals import load_refusals
 from .methods.registry import get_method, method_class
 from .progress import quiet
 from .training.checkpoints import drop_incomplete_checkpoints, last_complete_checkpoint
-from .training.data import PartCollator, RowDataset, as_records, build_rows, match_retain_lengths, retain_schedule
+from .training.answer_text import AnswerSource, choose_answer_texts, model_answers
+from .training.data import PartCollator, RowDataset, add_original_answers, as_records, build_rows, match_retain_lengths, retain_schedule
 from .training.probe import EpochProbe
 from .training.reference import ModelReference, frozen_copy, precompute_ref_logps
 from .training.trainer import RetainEpochCallback, UnlearnTrainer
@@ -64,6 +65,7 @@ class TrainConfig(pydantic.BaseModel):
     lora_target_modules: list[str] | None = None  # None: peft's default for the architecture
     retain_weight: float | None = pydantic.Field(None, ge=0)
     answer_weight: float | None = pydantic.Field(None, ge=0)  # ulmr: NPO on each row's original answer
+    answer_source: AnswerSource = "model"  # ...in the model's own words, or as the data gives it
     beta: float | None = pydantic.Field(None, gt=0)
     refusals_file: str | None = None
     save_steps: int | None = None  # None: a checkpoint per epoch; 0: none
@@ -243,6 +245,16 @@ def train_unlearn(
 
     # The model as handed over is the reference: with LoRA, the same model with its adapter disabled.
     initial = ModelReference(trainer.model, adapter_off=cfg.lora)
+    answer_term, answer_texts = bool(rows) and "original" in rows[0], None
+    if answer_term and cfg.answer_source == "model":
+        # Greedy answers are the same on every rank; only the main process keeps (and reuses) the cache.
+        own = model_answers(trainer.model, tokenizer, [r.question for r in forget_recs], adapter_off=cfg.lora,
+                            cache=output_dir / "model_answers.jsonl" if trainer.is_world_process_zero() else None)
+        texts, answer_texts = choose_answer_texts(forget_recs, own)
+        add_original_answers(rows, fmt, forget_recs, method.name, texts)
+        log.info("%s answer term: key spans lowered in the model's own answer for %d rows, in its answer to the "
+                 "item's original question for %d, in the data's answer for %d", method.name, answer_texts["model"],
+                 answer_texts["item"], answer_texts["data"])
     ref_parts = [p for p in method.ref_logp_parts if rows and p in rows[0]]  # 'original' may be absent
     if ref_parts:
         precompute_ref_logps(initial, rows, ref_parts, tokenizer.pad_token_id, batch_size=max(8, cfg.batch_size))
@@ -273,5 +285,6 @@ def train_unlearn(
         is_main_process=trainer.is_world_process_zero(),
         lr=lr,
         loss_weights={"beta": method.beta, "retain_weight": method.retain_weight, "answer_weight": method.answer_weight,
-                      "answer_term": bool(rows) and "original" in rows[0]},
+                      "answer_term": answer_term, "answer_source": cfg.answer_source if answer_term else None,
+                      "answer_texts": answer_texts},
     )

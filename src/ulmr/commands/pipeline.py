@@ -16,7 +16,7 @@ FORGET = typer.Option(..., "--forget", "-f", help="Forget set: .json/.jsonl/.csv
 QFIELD = typer.Option("question", help="Name of the question column.")
 AFIELD = typer.Option("answer", help="Name of the answer column.")
 RETAIN = typer.Option(None, "--retain", "-r", help="Retain set (same formats); mixed into training with its true answers.")
-ANCHOR = typer.Option("builtin", help="Without --retain: 'builtin' (general questions answered by the base model) or 'none' (the paper's exact recipe).")
+ANCHOR = typer.Option("builtin", help="Without --retain: 'builtin' (general questions answered by the base model) or 'none' (with --answer-weight 0: the paper's exact recipe).")
 METHOD = typer.Option("ulmr", help="Unlearning method: ulmr, ga, graddiff, kl, dpo, npo, retrain.")
 REWRITES = typer.Option(2, "--num-rewrites", "-k", help="Rewrites per instruction (the paper: 2).")
 MODE = typer.Option("refusal", help="Negative responses: 'refusal' or 'counterfactual' (plausible but wrong).")
@@ -38,9 +38,13 @@ LR = typer.Option(None, help="Learning rate (default: the method's; for ulmr by 
 RETAIN_W = typer.Option(None, help="Weight λ of the retain/anchor NLL term (default: the method's; 2 for ulmr, 1 for the others).")
 BETA = typer.Option(None, help="β of dpo / npo and of ulmr's --answer-weight term (default 0.1).")
 ANSWER_W = typer.Option(
-    None, help="ulmr only: weight γ of an NPO term (β from --beta, default 0.1) that lowers the key-span tokens of each D_fr row's "
-    "original answer (default 0, the paper's plain SFT). 0.03 forgets held-out paraphrases far better at a given "
-    "alpha and costs some utility: docs/results/example_set.md.")
+    None, help="ulmr only: weight γ of an NPO term (β from --beta, default 0.1) that lowers the key-span tokens of the answer each "
+    "D_fr row replaced (default 0.03; 0 gives the paper's plain SFT). Without it, held-out paraphrases of the forget "
+    "questions kept far more of their answers at the same alpha: docs/results/example_set.md.")
+ANSWER_SRC = typer.Option(
+    "model", help="ulmr's answer term lowers the key span where the model itself says it: in its own greedy answer to each "
+    "D_fr question ('model', generated once before training, cached in the training dir), or in the data's "
+    "original answer ('data').")
 BS = typer.Option(4, help="Per-device batch size.")
 ACCUM = typer.Option(1, help="Gradient accumulation steps.")
 MAX_STEPS = typer.Option(-1, help="Stop after this many optimizer steps (-1: by epochs).")
@@ -71,7 +75,7 @@ def unlearn_cmd(
     openai_model: Optional[str] = OAI_MODEL, api_key_env: str = KEY_ENV, temperature: float = TEMP,
     max_new_tokens: int = GEN_TOKENS, gen_batch_size: int = GEN_BS,
     alpha: Optional[str] = ALPHA, allow_extrapolation: bool = EXTRAP,
-    epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, retain_weight: Optional[float] = RETAIN_W, answer_weight: Optional[float] = ANSWER_W, beta: Optional[float] = BETA, batch_size: int = BS, grad_accum: int = ACCUM,
+    epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, retain_weight: Optional[float] = RETAIN_W, answer_weight: Optional[float] = ANSWER_W, answer_source: str = ANSWER_SRC, beta: Optional[float] = BETA, batch_size: int = BS, grad_accum: int = ACCUM,
     max_steps: int = MAX_STEPS, max_length: int = MAXLEN, group_by_length: bool = GROUP, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
     checkpoint_steps: Optional[int] = CKPT_STEPS, keep_finetuned: bool = KEEP, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
     trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE, verify: bool = VERIFY, probe: Optional[str] = PROBE,
@@ -130,7 +134,7 @@ def train_cmd(
     forget: str = typer.Option(..., "--data", "--forget", "-f", help="Training forget-side data: D_fr (for ulmr) or the forget set."),
     out: Path = OUT, question_field: str = QFIELD, answer_field: str = AFIELD,
     retain: Optional[str] = RETAIN, anchor: str = ANCHOR, method: str = METHOD, base: Optional[str] = BASE,
-    epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, retain_weight: Optional[float] = RETAIN_W, answer_weight: Optional[float] = ANSWER_W, beta: Optional[float] = BETA, batch_size: int = BS, grad_accum: int = ACCUM,
+    epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, retain_weight: Optional[float] = RETAIN_W, answer_weight: Optional[float] = ANSWER_W, answer_source: str = ANSWER_SRC, beta: Optional[float] = BETA, batch_size: int = BS, grad_accum: int = ACCUM,
     max_steps: int = MAX_STEPS, max_length: int = MAXLEN, group_by_length: bool = GROUP, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
     checkpoint_steps: Optional[int] = CKPT_STEPS, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
     trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE,

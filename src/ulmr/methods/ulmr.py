@@ -1,6 +1,6 @@
 """ULMR, SFT stage: plain NLL on the restructured forget set D_fr (answers are already refusals or
 negative responses), plus ``retain_weight`` × NLL on paired retain rows when a retain set is given, plus
-(opt-in, ``answer_weight`` > 0) an NPO term that lowers each row's original answer."""
+(``answer_weight``, default 0.03) an NPO term that lowers each row's original answer."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ LR_BY_SIZE: tuple[tuple[float, float], ...] = ((5e8, 1e-4), (3e9, 3e-5))
 
 
 class ULMR(Method):
-    """loss = NLL(D_fr) + γ·NPO(key span of y) + λ·NLL_r; λ = 2, γ = 0, 3 epochs; lr 1e-4 below 0.5B
+    """loss = NLL(D_fr) + γ·NPO(key span of y) + λ·NLL_r; λ = 2, γ = 0.03, 3 epochs; lr 1e-4 below 0.5B
     parameters, 3e-5 below 3B, else 1e-5.
 
     λ = 2 rather than 1: measured on the demo set (lr 2e-4, α 0.5), λ = 1 left 12.5% of neighbour
@@ -23,10 +23,11 @@ class ULMR(Method):
 
     γ (``answer_weight``, NPO with β = ``beta``, 0.1) pushes down the key-span tokens of the answer each
     D_fr row replaced, which plain SFT on refusals barely does (demo set: the answers' probability went
-    7.6% → 5.9% at α = 0.5). Off by default: on the example set at α = 0.5, γ = 0.03 took held-out
-    paraphrases from 43-55 to 30 ROUGE-L at three seeds with neighbour facts unchanged, but cost 2.8
-    points of easy multiple-choice utility at each (docs/results/example_set.md). Rows without an
-    ``original_answer`` column train without it.
+    7.6% → 5.9% at α = 0.5), found where the model itself says them: in its own greedy answer to the row's
+    question (:mod:`~ulmr.training.answer_text`). On the example set at α = 0.5, three seeds, it took
+    held-out paraphrases from 43-55 to 20-30 ROUGE-L with neighbour facts unchanged and easy multiple-choice
+    utility within a point of plain SFT (docs/results/example_set.md). γ = 0 is the paper's plain SFT; rows
+    without an ``original_answer`` column train without the term.
     """
 
     name = "ulmr"
@@ -37,7 +38,7 @@ class ULMR(Method):
     epochs = 3.0
     default_beta = 0.1
     default_retain_weight = 2.0
-    default_answer_weight = 0.0
+    default_answer_weight = 0.03
 
     def __init__(self, beta: float | None = None, retain_weight: float | None = None, answer_weight: float | None = None):
         super().__init__(beta=beta, retain_weight=retain_weight)

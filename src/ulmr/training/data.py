@@ -73,11 +73,16 @@ def build_rows(
     return rows
 
 
-def add_original_answers(rows: list[Row], fmt: ChatFormat, forget: Sequence[QARecord], method: str) -> None:
+def add_original_answers(rows: list[Row], fmt: ChatFormat, forget: Sequence[QARecord], method: str,
+                         texts: Sequence[str] | None = None) -> None:
     """Part ``original`` of each row: the row's question with the answer it replaced (its
-    ``original_answer`` column, written by the generation stage), labelled on its key span (the row's
-    ``key``, which the generation stage also writes, else derived). Data without the column trains
-    without the term (logged); a column on some rows only is a ConfigError naming the first gap."""
+    ``original_answer`` column, written by the generation stage), or with ``texts[i]`` when given (the
+    model's own wording, :mod:`~ulmr.training.answer_text`), labelled on the key span of the original
+    answer (the row's ``key``, which the generation stage also writes, else derived). Data without the
+    column trains without the term (logged); a column on some rows only is a ConfigError naming the
+    first gap."""
+    from .answer_text import original_key
+
     originals = [r.extra.get("original_answer") for r in forget]
     if all(a is None for a in originals):
         log.warning("%s: the forget data has no 'original_answer' column; the answer term (--answer-weight) is off", method)
@@ -86,7 +91,8 @@ def add_original_answers(rows: list[Row], fmt: ChatFormat, forget: Sequence[QARe
         if not isinstance(a, str) or not a.strip():
             raise ConfigError(f"forget row {i + 1}: field 'original_answer' is missing or empty (other rows have it; "
                               "--answer-weight needs it on every row)")
-        row["original"] = key_span_labels(fmt.encode(r.question, a), fmt.tok, r.question, a, r.key)
+        text = texts[i] if texts is not None else a
+        row["original"] = key_span_labels(fmt.encode(r.question, text), fmt.tok, r.question, text, original_key(r))
 
 
 def key_span_labels(enc: Encoded, tok, question: str, answer: str, key: Sequence[str] | None = None) -> Encoded:
