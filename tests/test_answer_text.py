@@ -64,6 +64,12 @@ def test_model_answers_are_cached_and_only_missing_ones_generated(monkeypatch, t
     again = model_answers(None, tokenizer, ["Q two?", "Q three?"], cache=cache)
     assert asked == [2, 1] and again[0] == first[1]  # a rerun (resume) generates only the new question
 
+    class Other:  # another model's answers are not reused
+        config = type("C", (), {"_name_or_path": "/models/other"})()
+
+    model_answers(Other(), tokenizer, ["Q two?"], cache=cache)
+    assert asked == [2, 1, 1]
+
 
 def test_original_part_labels_the_key_span_inside_the_given_text(tokenizer):
     fmt = ChatFormat(tokenizer)

@@ -158,3 +158,24 @@ def test_bench_cli_defaults_are_the_config_defaults(bench, tmp_path, monkeypatch
     res = CliRunner().invoke(app, ["bench", bench, "--data", data, "--alpha", "0.7", "--methods", "ga,npo", "--seeds", "2"])
     assert res.exit_code == 0, res.output
     assert (seen[-1].alpha, seen[-1].methods, seen[-1].seeds) == (0.7, ["ga", "npo"], 2)
+
+
+@pytest.mark.parametrize("bench", ["tofu", "rwku"])
+def test_bench_answer_weight_reaches_ulmr_only_and_the_table_states_it(bench, tmp_path):
+    """--answer-weight 0 reproduces the tables measured before ULMR's answer term became the default."""
+    from ulmr.benchmarks import rwku_bench, tofu_bench
+
+    def tcfg(cfg, method):
+        if bench == "tofu":
+            return tofu_bench._train_config(cfg, method, 0, finetune=False)
+        return rwku_bench._train_config(cfg, method, 0, 4)
+
+    cls = TofuBenchConfig if bench == "tofu" else rwku_bench.RwkuBenchConfig
+    paper = cls(data=str(tmp_path), answer_weight=0)
+    assert tcfg(paper, "ulmr").answer_weight == 0 and tcfg(paper, "npo").answer_weight is None
+    assert tcfg(cls(data=str(tmp_path)), "ulmr").answer_weight is None  # ULMR's own default
+    assert common.ulmr_term(None) == "answer term γ 0.03" and common.ulmr_term(0) == "no answer term (the paper's SFT)"
+    if bench == "tofu":
+        assert tofu_bench._train_config(paper, "ulmr", 0, finetune=True).answer_weight is None
+        target, retain = tmp_path / "t", tmp_path / "r"
+        assert tofu_bench.stage_key(paper, target, retain) != tofu_bench.stage_key(cls(data=str(tmp_path)), target, retain)

@@ -188,6 +188,14 @@ def ulmr_forget_rows(records: Sequence[Any], model, tokenizer, work: Path, model
     return res.rows, info
 
 
+def ulmr_term(answer_weight: float | None) -> str:
+    """How a table states ULMR's answer term."""
+    from ..methods.ulmr import ULMR
+
+    gamma = ULMR.default_answer_weight if answer_weight is None else answer_weight
+    return f"answer term γ {gamma:g}" if gamma else "no answer term (the paper's SFT)"
+
+
 def dfr_note(trainings: Sequence[dict[str, Any] | None]) -> str | None:
     """A table note on ULMR's D_fr: rows and template fallbacks per run (None when no run reported them)."""
     parts = [f"{t['d_fr_rows']} rows, template fallbacks: rewrites {t['fallback_rewrites']}, negatives {t['fallback_negatives']}"

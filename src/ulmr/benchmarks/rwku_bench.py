@@ -63,6 +63,8 @@ class RwkuBenchConfig(BaseModel):
     grad_accum: int = Field(1, ge=1)
     max_steps: Optional[int] = Field(None, ge=1, description="unlearning steps for every method (default: epochs over limit_train items)")
     alpha: float = Field(0.5, gt=0, le=1)
+    answer_weight: Optional[float] = Field(
+        None, ge=0, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
     eval_batch_size: int = Field(16, ge=1)
     max_length: int = Field(512, ge=16)
     answer_tokens: int = Field(64, ge=1, description="new tokens of the original model's answers to the reject questions (ULMR)")
@@ -175,7 +177,8 @@ def _train_config(cfg: RwkuBenchConfig, method: str, seed: int, steps: int):
     from ..train import TrainConfig
 
     return TrainConfig(method=method, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-                       max_steps=steps, seed=seed, max_length=cfg.max_length, lora=cfg.lora, save_steps=0, keep_checkpoints=False)
+                       max_steps=steps, seed=seed, max_length=cfg.max_length, lora=cfg.lora, save_steps=0, keep_checkpoints=False,
+                       answer_weight=cfg.answer_weight if method == "ulmr" else None)
 
 
 def unlearn_job(cfg: RwkuBenchConfig, method: str, seed: int, target: int, base: str, steps: int, out: Path):
@@ -270,7 +273,7 @@ def run_rwku_bench(cfg: RwkuBenchConfig, show: bool = True) -> dict[str, Any]:
         f"evaluation caps: --limit {cfg.limit or 'none'} per probe set / MIA set / MMLU (items of target {cfg.targets[0]}: "
         + ", ".join(f"{k} {v}" for k, v in n0.items()) + f"); utility {cfg.utility}.",
         f"training: --limit-train {cfg.limit_train} items per method; {steps} optimizer steps for every method, lr {cfg.lr:g},"
-        f" batch {cfg.batch_size} x {cfg.grad_accum}; ULMR alpha {cfg.alpha:g}; seeds {cfg.seeds}.",
+        f" batch {cfg.batch_size} x {cfg.grad_accum}; ULMR alpha {cfg.alpha:g}, {common.ulmr_term(cfg.answer_weight)}; seeds {cfg.seeds}.",
         f"GA/KL/NPO: positive texts as answers to '{BIO_PROMPT}'; DPO: same-id negative text preferred; ULMR: reject"
         f" questions + the original model's answers; KL/ULMR retain side: positive texts of {RETAIN_TARGETS} other targets.",
         "Probes: ROUGE-L recall x100; MIA: mean token NLL x100; Gen: MMLU 5-shot accuracy (%); Easy: built-in easy set (%);"

@@ -75,6 +75,8 @@ class TofuBenchConfig(BaseModel):
     grad_accum: Optional[int] = Field(None, ge=1)
     max_steps: Optional[int] = Field(None, ge=1, description="unlearning steps for every method (default: epochs over the forget split)")
     alpha: float = Field(0.5, gt=0, le=1)
+    answer_weight: Optional[float] = Field(
+        None, ge=0, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
     gen_max_new_tokens: int = Field(64, ge=1, description="new tokens per generated rewrite / negative response (ULMR)")
     eval_batch_size: int = Field(16, ge=1)
     max_length: int = Field(512, ge=16)
@@ -146,7 +148,8 @@ def _train_config(cfg: TofuBenchConfig, method: str, seed: int, *, finetune: boo
     p = "ft_" if finetune else ""
     return TrainConfig(method=method, lr=cfg.get(f"{p}lr"), epochs=cfg.get(f"{p}epochs"), batch_size=cfg.get(f"{p}batch_size"),
                        grad_accum=cfg.get(f"{p}grad_accum"), max_steps=max_steps, seed=seed, max_length=cfg.max_length,
-                       lora=cfg.lora and not finetune, save_steps=None if finetune else 0, keep_checkpoints=False)
+                       lora=cfg.lora and not finetune, save_steps=None if finetune else 0, keep_checkpoints=False,
+                       answer_weight=cfg.answer_weight if method == "ulmr" and not finetune else None)
 
 
 def finetune_settings(cfg: TofuBenchConfig, which: str, n_train: int) -> dict[str, Any]:
@@ -252,7 +255,7 @@ COLUMNS += [Column("FQ", ("FQ",), 1, 4), Column("MU (%)", ("MU",), 100)]
 def stage_key(cfg: TofuBenchConfig, target: Path, retain: Path) -> str:
     """Stage results are valid for these models, caps and unlearning settings only."""
     s = {k: cfg.get(k) for k in SCALES["mini"] if not k.startswith("ft_") and k != "train_retain"}
-    return common.settings_key({**s, "target": target.name, "retain": retain.name, "alpha": cfg.alpha, "max_steps": cfg.max_steps,
+    return common.settings_key({**s, "target": target.name, "retain": retain.name, "alpha": cfg.alpha, "answer_weight": cfg.answer_weight, "max_steps": cfg.max_steps,
                                 "gen_max_new_tokens": cfg.gen_max_new_tokens,
                                 "lora": cfg.lora, "eval_batch_size": cfg.eval_batch_size,
                                 **({"generator": cfg.generator} if cfg.generator != "target" else {})})
@@ -289,7 +292,7 @@ def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
         f"model {cfg.model}; scale {cfg.scale}; forget split {cfg.forget_split}; training set {len(forget)} forget + {len(retain)} retain QA.",
         f"evaluation items: {caps}; greedy, at most {cfg.get('max_new_tokens')} new tokens.",
         f"unlearning: {n_steps} optimizer steps for every method, lr {cfg.get('lr'):g}, batch {cfg.get('batch_size')}"
-        f" x {cfg.get('grad_accum')}; ULMR alpha {cfg.alpha:g}, generator {cfg.generator}"
+        f" x {cfg.get('grad_accum')}; ULMR alpha {cfg.alpha:g}, {common.ulmr_term(cfg.answer_weight)}, generator {cfg.generator}"
         f" model; seeds {cfg.seeds}; Retraining = the retain model.",
         f"target/retain fine-tuning: lr {cfg.get('ft_lr'):g}, {cfg.get('ft_epochs'):g} epochs, batch {cfg.get('ft_batch_size')}"
         f" x {cfg.get('ft_grad_accum')}.",

@@ -25,7 +25,7 @@ class ULMR(Method):
     D_fr row replaced, which plain SFT on refusals barely does (demo set: the answers' probability went
     7.6% → 5.9% at α = 0.5), found where the model itself says them: in its own greedy answer to the row's
     question (:mod:`~ulmr.training.answer_text`). On the example set at α = 0.5, three seeds, it took
-    held-out paraphrases from 43-55 to 20-30 ROUGE-L with neighbour facts unchanged and easy multiple-choice
+    held-out paraphrases from 43-55 to 20-30 ROUGE-L (base 67) with neighbour facts unchanged and easy multiple-choice
     utility within a point of plain SFT (docs/results/example_set.md). γ = 0 is the paper's plain SFT; rows
     without an ``original_answer`` column train without the term.
     """

@@ -3,11 +3,11 @@ row replaced, in the words the model itself answers with (``--answer-source mode
 as the data gives it (``--answer-source data``).
 
 Why the model's words: a forget set's answer is often the bare fact ("J.K. Rowling"), while the model,
-asked the question, says "The Harry Potter books are written by J.K. Rowling." Lowering the bare fact
-lowers it as the *first* token of a reply, where every short answer competes; lowering it where the
-model actually produces it is what changes its greedy answers. Measured on the example set at α = 0.5
-(docs/results/example_set.md): held-out paraphrases fell as far with either text, but easy
-multiple-choice utility kept the default's level only with the model's words.
+asked the question, says "The Harry Potter books are written by J.K. Rowling." Measured on the example
+set at α = 0.5, three seeds (docs/results/example_set.md): held-out paraphrases fell as far with either
+text, but easy multiple-choice utility stayed within a point of plain SFT only with the model's words
+(with the data's it lost 2.8 points at every seed; our reading: a bare fact is lowered as the first
+token of a reply, where every short answer competes).
 """
 
 from __future__ import annotations
@@ -36,9 +36,11 @@ def original_key(record: QARecord) -> list[str]:
 def model_answers(model, tokenizer, questions: Sequence[str], cache: Path | None = None, adapter_off: bool = False,
                   batch_size: int = 32) -> list[str]:
     """The model's greedy answers to ``questions`` (ChatFormat's fixed system text). With ``cache`` (a
-    JSONL file of question/answer rows) earlier answers are reused and only missing ones generated."""
+    JSONL file of question/answer rows) earlier answers of the same model are reused and only missing
+    ones generated."""
+    tag = str(getattr(model.config, "_name_or_path", "")) if model is not None else ""
     cached = {r["question"]: r["answer"] for r in read_jsonl_tolerant(cache)
-              if "question" in r and "answer" in r} if cache else {}
+              if "question" in r and "answer" in r and r.get("model", "") == tag} if cache else {}
     missing = list(dict.fromkeys(q for q in questions if q not in cached))
     if missing:
         fmt = ChatFormat(tokenizer)
@@ -47,7 +49,7 @@ def model_answers(model, tokenizer, questions: Sequence[str], cache: Path | None
                                batch_size=batch_size, description="model's own answers")
         cached.update(zip(missing, answers))
         if cache:
-            write_jsonl(cache, [{"question": q, "answer": a} for q, a in cached.items()])
+            write_jsonl(cache, [{"question": q, "answer": a, "model": tag} for q, a in cached.items()])
     return [cached[q] for q in questions]
 
 
