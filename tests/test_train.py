@@ -285,6 +285,8 @@ def test_unlearn_config_passes_beta_and_answer_weight_to_training():
     t = train_config(UnlearnConfig(forget="f.jsonl", out="o", answer_weight=0.03, beta=1.0))
     assert (t.answer_weight, t.beta) == (0.03, 1.0)
     assert get_method("ulmr", beta=t.beta, answer_weight=t.answer_weight).beta == 1.0
+    assert t.answer_source == "model"
+    assert train_config(UnlearnConfig(forget="f.jsonl", out="o", answer_source="data")).answer_source == "data"
 
 
 def test_lora_answer_term_takes_the_base_models_own_answers(fresh, tokenizer, tmp_path, monkeypatch):
