@@ -18,10 +18,8 @@ import logging
 import re
 from pathlib import Path
 
-from .atomic import read_jsonl_tolerant, write_jsonl
-from .data.chat import ChatFormat
 from .data.records import QARecord
-from .eval.engines import generate
+from .eval.engines import cached_answers
 from .paths import cache_dir, resources_dir
 
 log = logging.getLogger(__name__)
@@ -61,17 +59,10 @@ def anchor_set(model, tokenizer, model_dir: str | Path, n: int | None = None, ma
     """
     questions = anchor_questions()[: n or None]
     path = cache_dir() / "anchors" / f"{model_fingerprint(model_dir)}-t{max_new_tokens}.jsonl"
-    cached = {r["question"]: r["answer"] for r in read_jsonl_tolerant(path) if "question" in r and "answer" in r}
-    missing = [q for q in questions if q not in cached]
-    if missing:
-        fmt = ChatFormat(tokenizer)
-        answers = generate(
-            model, tokenizer, [fmt.prompt_ids(q) for q in missing], max_new_tokens=max_new_tokens,
-            batch_size=batch_size, description="anchor answers",
-        )
-        cached.update({q: _trim_to_sentence(a) for q, a in zip(missing, answers)})
-        write_jsonl(path, [{"question": q, "answer": a} for q, a in cached.items()])
-        log.info("retain anchor: generated the base model's answers to %d built-in questions (cache %s)", len(missing), path)
+    answers, generated = cached_answers(model, tokenizer, questions, path, max_new_tokens=max_new_tokens,
+                                        batch_size=batch_size, description="anchor answers", post=_trim_to_sentence)
+    if generated:
+        log.info("retain anchor: generated the base model's answers to %d built-in questions (cache %s)", generated, path)
     else:
         log.info("retain anchor: %d built-in questions with the base model's cached answers (%s)", len(questions), path)
-    return [QARecord(q, cached[q]) for q in questions if cached[q]]
+    return [QARecord(q, a) for q, a in zip(questions, answers) if a]

@@ -11,7 +11,8 @@ import copy
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
@@ -231,3 +232,27 @@ def generate(
                 bar.advance(task, len(idx))
     model.train(was_training)
     return out  # type: ignore[return-value]
+
+
+def cached_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], cache: Path | None,
+                   max_new_tokens: int = 64, batch_size: int = 32, description: str | None = None,
+                   post: Callable[[str], str] | None = None, tag: str = "") -> tuple[list[str], int]:
+    """Greedy chat answers to ``questions`` (ChatFormat's fixed system text), and how many were generated now.
+
+    With ``cache`` (JSONL rows of question / answer / model) the answers cached under the same ``tag`` are
+    reused and only the missing ones generated, then the cache is rewritten atomically. ``post`` (e.g. a
+    trim) applies before caching."""
+    from ..atomic import read_jsonl_tolerant, write_jsonl
+    from ..data.chat import ChatFormat
+
+    rows = read_jsonl_tolerant(cache) if cache else []
+    cached = {r["question"]: r["answer"] for r in rows if "question" in r and "answer" in r and r.get("model", "") == tag}
+    missing = list(dict.fromkeys(q for q in questions if q not in cached))
+    if missing:
+        fmt = ChatFormat(tokenizer)
+        answers = generate(model, tokenizer, [fmt.prompt_ids(q) for q in missing], max_new_tokens=max_new_tokens,
+                           batch_size=batch_size, description=description)
+        cached.update((q, post(a) if post else a) for q, a in zip(missing, answers))
+        if cache:
+            write_jsonl(cache, [{"question": q, "answer": a, **({"model": tag} if tag else {})} for q, a in cached.items()])
+    return [cached[q] for q in questions], len(missing)

@@ -16,10 +16,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal, Sequence
 
-from ..atomic import read_jsonl_tolerant, write_jsonl
-from ..data.chat import ChatFormat
 from ..data.records import QARecord
-from ..eval.engines import generate
+from ..eval.engines import cached_answers
 from ..generate.filters import key_span, leaked_terms
 
 AnswerSource = Literal["model", "data"]
@@ -39,18 +37,10 @@ def model_answers(model, tokenizer, questions: Sequence[str], cache: Path | None
     JSONL file of question/answer rows) earlier answers of the same model are reused and only missing
     ones generated."""
     tag = str(getattr(model.config, "_name_or_path", "")) if model is not None else ""
-    cached = {r["question"]: r["answer"] for r in read_jsonl_tolerant(cache)
-              if "question" in r and "answer" in r and r.get("model", "") == tag} if cache else {}
-    missing = list(dict.fromkeys(q for q in questions if q not in cached))
-    if missing:
-        fmt = ChatFormat(tokenizer)
-        with model.disable_adapter() if adapter_off else nullcontext():  # LoRA: the base model's answers
-            answers = generate(model, tokenizer, [fmt.prompt_ids(q) for q in missing], max_new_tokens=ANSWER_TOKENS,
-                               batch_size=batch_size, description="model's own answers")
-        cached.update(zip(missing, answers))
-        if cache:
-            write_jsonl(cache, [{"question": q, "answer": a, "model": tag} for q, a in cached.items()])
-    return [cached[q] for q in questions]
+    with model.disable_adapter() if adapter_off else nullcontext():  # LoRA: the base model's answers
+        answers, _ = cached_answers(model, tokenizer, questions, cache, max_new_tokens=ANSWER_TOKENS, batch_size=batch_size,
+                                    description="model's own answers", tag=tag)
+    return answers
 
 
 def choose_answer_texts(forget: Sequence[QARecord], own: Sequence[str]) -> tuple[list[str], dict[str, int]]:
