@@ -39,6 +39,12 @@ def test_choose_answer_texts_prefers_the_models_own_words_then_its_items_then_th
     keyed = [_row("Who wrote the Harry Potter books?", 0, "original", key=["Bloomsbury"])]
     assert choose_answer_texts(keyed, own[:1]) == (["J.K. Rowling"], {"model": 0, "item": 0, "data": 1})
     assert original_key(rows[3]) == ["Ron Weasley", "Ron", "Weasley"]
+    # a row whose own question already holds the whole answer has no key span: its labels stay on the
+    # data's answer rather than on every word of the item's sentence
+    bare = _row("Did J.K. Rowling write Harry Potter?", 0, "rewrite")
+    assert original_key(bare) == []
+    assert choose_answer_texts([rows[0], bare], [own[0], "Yes, she did."]) == \
+        ([own[0], "J.K. Rowling"], {"model": 1, "item": 0, "data": 1})
 
 
 def test_choose_answer_texts_without_provenance_columns_uses_own_or_data():

@@ -49,7 +49,8 @@ def choose_answer_texts(forget: Sequence[QARecord], own: Sequence[str]) -> tuple
     * ``model``: the model's own answer to the row's question, when it names a key-span term of the
       original answer;
     * ``item``: else the model's own answer to its item's original question (the row of the same
-      ``source_index`` with ``variant`` 'original'), when that names one;
+      ``source_index`` with ``variant`` 'original'), when that names one and the row has a key span
+      (without one the labels would fall on the whole sentence, not on the fact);
     * ``data``: else the original answer as the data gives it.
     """
     keys = [original_key(r) for r in forget]
@@ -60,11 +61,11 @@ def choose_answer_texts(forget: Sequence[QARecord], own: Sequence[str]) -> tuple
             item_answer.setdefault(r.extra["source_index"], a)
     texts: list[str] = []
     counts = {"model": 0, "item": 0, "data": 0}
-    for r, a, named in zip(forget, own, names):
+    for r, a, k, named in zip(forget, own, keys, names):
         if named:
             texts.append(a)
             counts["model"] += 1
-        elif r.extra.get("source_index") in item_answer:
+        elif k and r.extra.get("source_index") in item_answer:
             texts.append(item_answer[r.extra["source_index"]])
             counts["item"] += 1
         else:
