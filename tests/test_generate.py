@@ -267,14 +267,14 @@ def test_restructure_tiny_model_rows_probes_fallbacks(tiny, qa_file, tmp_path):
 
 
 def test_local_backend_reuses_conversation_contexts_without_changing_replies(tiny, monkeypatch):
-    from ulmr.eval import engines
+    from ulmr import inference
 
     prompt = load_prompt("negative_refusal")
     convs = [prompt.conversation(f"Where was author {i} born?", f"In Lomaria, in 19{i}5.", rotate=i) for i in range(6)]
     plain = LocalBackend(*tiny, batch_size=4, reuse_prefix=False).chat(convs, 6, 0.8, seed=5)
     prefills = []
-    real_prefill = engines._prefill
-    monkeypatch.setattr(engines, "_prefill", lambda *a: prefills.append(len(a[1])) or real_prefill(*a))
+    real_prefill = inference._prefill
+    monkeypatch.setattr(inference, "_prefill", lambda *a: prefills.append(len(a[1])) or real_prefill(*a))
     reused = LocalBackend(*tiny, batch_size=4).chat(convs, 6, 0.8, seed=5)
     assert reused == plain
     assert prefills and sum(prefills) < len(convs)

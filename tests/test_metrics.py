@@ -188,7 +188,7 @@ def test_last_token_logits_batched_equals_single(tiny):
 
 def test_batched_score_equals_per_item(tiny):
     from ulmr.data.chat import ChatFormat
-    from ulmr.eval.engines import score
+    from ulmr.inference import score
 
     model, tok = tiny
     cf = ChatFormat(tok)
@@ -204,7 +204,7 @@ def test_batched_score_equals_per_item(tiny):
 
 def test_cloze_scores_option_tokens_only(tiny):
     from ulmr.data.chat import IGNORE, ChatFormat
-    from ulmr.eval.engines import score
+    from ulmr.inference import score
     from ulmr.metrics.mcq import mcq_cloze_predict, option_only
 
     model, tok = tiny
@@ -248,7 +248,7 @@ def test_context_length_marks_the_shared_prefix(tokenizer):
 
 
 def test_cached_context_layout_gives_the_logits_of_each_whole_prompt(tiny):
-    from ulmr.eval.engines import _prefill, _prefix_batch
+    from ulmr.inference import _prefill, _prefix_batch
 
     model, tok = tiny
     cf, convs = _fewshot_prompts(tok, ["Short?", "A much longer question about many other things?", "Mid length q?"])
@@ -271,7 +271,7 @@ def test_cached_context_layout_gives_the_logits_of_each_whole_prompt(tiny):
 
 @pytest.mark.parametrize("sample", [False, True], ids=["greedy", "sample"])
 def test_generate_with_cached_contexts_equals_plain_batches(tiny, monkeypatch, sample):
-    from ulmr.eval import engines
+    from ulmr import inference
 
     model, tok = tiny
     questions = [f"Question {i}: who built the tower in town number {i * 7}?" + " really" * (i % 3) for i in range(7)]
@@ -281,10 +281,10 @@ def test_generate_with_cached_contexts_equals_plain_batches(tiny, monkeypatch, s
     encoded.append(cf.prompt_ids_and_context(convs[0][2:]))
     prompts, lens = [ids for ids, _ in encoded], [n for _, n in encoded]
     kw = dict(max_new_tokens=8, batch_size=3, do_sample=sample, temperature=1.0, seed=11)
-    plain = engines.generate(model, tok, prompts, **kw)
+    plain = inference.generate(model, tok, prompts, **kw)
     prefills = []
-    real_prefill = engines._prefill
-    monkeypatch.setattr(engines, "_prefill", lambda *a: prefills.append(len(a[1])) or real_prefill(*a))
-    cached = engines.generate(model, tok, prompts, context_lens=lens, **kw)
+    real_prefill = inference._prefill
+    monkeypatch.setattr(inference, "_prefill", lambda *a: prefills.append(len(a[1])) or real_prefill(*a))
+    cached = inference.generate(model, tok, prompts, context_lens=lens, **kw)
     assert cached == plain
     assert prefills and sum(prefills) < len(prompts)  # contexts computed once per batch, not per prompt

@@ -140,7 +140,7 @@ def retain_items(data: str, target: int, n: int) -> list[QARecord]:
 def reject_records(folder: Path, n: int, model, tok, max_new_tokens: int, batch_size: int) -> list[QARecord]:
     """The first ``n`` reject questions with the model's own greedy answers (ULMR's forget set here)."""
     from ..data.chat import ChatFormat
-    from ..eval.engines import generate
+    from ..inference import generate
 
     path = folder / "reject.jsonl"
     qs = [r["instruction"] for r in _field(read_jsonl(path), "instruction", path)[:n]]

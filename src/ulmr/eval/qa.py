@@ -27,7 +27,7 @@ from ..metrics.probability import prob_from_nll
 from ..metrics.refusal import is_refusal, refusal_rate
 from ..metrics.rouge import rougeL_recall
 from ..metrics.truth_ratio import forget_truth_ratio, retain_truth_ratio, truth_ratio
-from .engines import generate, score
+from ..inference import generate, score
 
 if TYPE_CHECKING:
     from .report import Table

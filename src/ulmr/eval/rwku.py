@@ -35,7 +35,7 @@ from ..metrics.fluency import ngram_entropy
 from ..metrics.mcq import LETTERS, MCQItem, accuracy, mcq_cloze_predict, mcq_predict
 from ..metrics.mia import mia_statistic, text_nlls
 from ..metrics.rouge import NOANSWER, rwku_rouge_recall
-from .engines import generate, score
+from ..inference import generate, score
 from .qa import mean
 from ..paths import resources_dir
 from .report import Table, fmt, slash

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from ..data.records import QARecord
-from ..eval.engines import cached_answers
+from ..inference import cached_answers
 from ..generate.filters import key_span, leaked_terms
 
 AnswerSource = Literal["model", "data"]
