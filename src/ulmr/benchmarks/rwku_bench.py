@@ -27,7 +27,7 @@ from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
 from . import common
 from .common import Column, Job, Scatter, StageStore
-from .rwku_data import target_dir
+from ..data.rwku import target_dir
 
 log = logging.getLogger("ulmr.bench")
 

@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..benchmarks.rwku_data import CORE_PARTS, RwkuTarget, load_rwku
+from ..data.rwku import CORE_PARTS, RwkuTarget, load_rwku
 from ..data.chat import ChatFormat
 from ..data.records import read_jsonl
 from ..errors import ConfigError, DataError
