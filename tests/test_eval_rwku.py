@@ -44,7 +44,7 @@ def test_mmlu_limit_is_stratified():
 def test_utility_easy_set_is_valid_and_balanced():
     from collections import Counter
 
-    from ulmr.eval.rwku import load_utility_easy
+    from ulmr.eval.utility import load_utility_easy
 
     items = load_utility_easy()
     assert len(items) >= 100
