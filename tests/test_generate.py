@@ -19,9 +19,9 @@ from ulmr.generate.filters import (
     check_rewrite,
     clean_negative,
     clean_rewrite,
-    looks_like_refusal,
 )
 from ulmr.generate.templates import builtin_prompts
+from ulmr.refusal import declines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -187,7 +187,7 @@ def test_cleaning_strips_labels_and_extra_lines():
 def test_fallbacks_are_varied_refusals_without_leaks():
     pool = refusals()
     assert len(pool) >= 30 and len(set(pool)) == len(pool)
-    assert all(looks_like_refusal(s) for s in pool)
+    assert all(declines(s) for s in pool)
     picks = {fallback_refusal([], 0, i, 0) for i in range(20)}
     assert len(picks) >= 8
     assert "information" not in fallback_refusal(["information"], 0, 0, 0).lower()

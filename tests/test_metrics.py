@@ -14,7 +14,7 @@ from ulmr.metrics.fluency import mean_ngram_entropy, ngram_entropy
 from ulmr.metrics.mcq import LETTERS, MCQItem, format_prompt, last_token_logits, letter_token_ids, mcq_predict
 from ulmr.metrics.mia import mia_statistic
 from ulmr.metrics.probability import option_probability, prob_from_nll
-from ulmr.metrics.refusal import is_refusal, refusal_rate
+from ulmr.refusal import declines, is_refusal, refusal_rate
 from ulmr.metrics.rouge import rougeL_recall, rwku_rouge_recall
 from ulmr.metrics.truth_ratio import forget_quality, forget_truth_ratio, model_utility, retain_truth_ratio, truth_ratio
 
@@ -90,6 +90,15 @@ def test_refusal_detector():
         assert not is_refusal(t), t
     assert refusal_rate(["I don't know", "Paris", "I cannot say", "Blue"]) == pytest.approx(0.5)
     assert refusal_rate([]) == 0.0
+
+
+def test_declines_admits_more_than_the_over_refusal_phrases():
+    """D_fr admission is deliberately broader than the over-refusal metric; both fold curly apostrophes."""
+    for t in ["Unfortunately, that detail is unknown.", "I’d prefer not to say.", "He doesn't."]:
+        assert declines(t) and not is_refusal(t), t
+    assert declines("I DON’T know") and is_refusal("I DON’T know")
+    for t in ["Paris is the capital of France.", "Knowledge is power."]:
+        assert not declines(t), t
 
 
 def test_token_f1():

@@ -152,7 +152,7 @@ def reject_records(folder: Path, n: int, model, tok, max_new_tokens: int, batch_
 # --------------------------------------------------------------------------- evaluation
 def flat_metrics(res: dict[str, Any]) -> dict[str, float | None]:
     """evaluate_rwku's result as flat keys, plus over-refusal (% of neighbour probes answered with a refusal)."""
-    from ..metrics.refusal import refusal_rate
+    from ..refusal import refusal_rate
 
     out: dict[str, float | None] = {f"forget.{k}": res["forget"][k] for k in ("FB", "QA", "AA", "All")}
     out |= {f"neighbor.{k}": res["neighbor"][k] for k in ("FB", "QA", "All")}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import f1, fluency, mcq, mia, probability, refusal, rouge, truth_ratio
+from .. import refusal
+from . import f1, fluency, mcq, mia, probability, rouge, truth_ratio
 
 METRICS: dict[str, Callable] = {
     "rougeL_recall": rouge.rougeL_recall,
