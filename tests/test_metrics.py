@@ -1,4 +1,4 @@
-"""Every metric formula on hand-computed values, incl. edge cases; batched engines vs per-item calls."""
+"""Every metric formula on hand-computed values, incl. edge cases; batched inference vs per-item calls."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ulmr.metrics import registry
 from ulmr.metrics.f1 import best_f1, token_f1
 from ulmr.metrics.fluency import mean_ngram_entropy, ngram_entropy
 from ulmr.metrics.mcq import LETTERS, MCQItem, format_prompt, last_token_logits, letter_token_ids, mcq_predict
 from ulmr.metrics.mia import mia_statistic
 from ulmr.metrics.probability import option_probability, prob_from_nll
-from ulmr.refusal import declines, is_refusal, refusal_rate
 from ulmr.metrics.rouge import rougeL_recall, rwku_rouge_recall
 from ulmr.metrics.truth_ratio import forget_quality, forget_truth_ratio, model_utility, retain_truth_ratio, truth_ratio
+from ulmr.refusal import declines, is_refusal, refusal_rate
 
 LN2, LN4 = math.log(2), math.log(4)
 
@@ -113,15 +112,6 @@ def test_ngram_entropy():
     assert ngram_entropy("a b a b") == pytest.approx((2 / 3 * h2 + 4 / 3 * 1.0) / 2)
     assert ngram_entropy("word") == 0.0
     assert mean_ngram_entropy(["a b a b", "word"]) == pytest.approx(ngram_entropy("a b a b") / 2)
-
-
-def test_registry_names_resolve():
-    assert registry.get("truth_ratio") is truth_ratio
-    assert registry.get("is_refusal") is is_refusal
-    from ulmr.errors import ConfigError
-
-    with pytest.raises(ConfigError):
-        registry.get("nope")
 
 
 # ---------------------------------------------------------------- multiple choice
