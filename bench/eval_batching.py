@@ -1,11 +1,11 @@
-"""Before/after figures for two evaluation choices in ``ulmr.eval.engines``: length-sorted batches (vs the
+"""Before/after figures for two evaluation choices in ``ulmr.inference``: length-sorted batches (vs the
 input order, shuffled) and ``torch.inference_mode`` (vs ``torch.no_grad``), on batched answer scoring and
 batched greedy generation with the embedded model. One warm-up call, then the settings alternate; medians
 of --repeats.
 
     python bench/eval_batching.py [--n 40] [--batch-size 20] [--max-new-tokens 32] [--repeats 2] [--threads 2]
 
-The "before" settings exist only here: the bench swaps ``engines._batches`` for one that shuffles the order
+The "before" settings exist only here: the bench swaps ``inference._batches`` for one that shuffles the order
 first, and ``torch.inference_mode`` for ``torch.no_grad``, around the same engine calls.
 """
 
@@ -25,18 +25,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def setting(engines, sort: bool, inference_mode: bool):
-    """Patch the engines module for one setting: unsorted batches and/or no_grad instead of inference_mode."""
-    batches, mode = engines._batches, torch.inference_mode
+def setting(inference, sort: bool, inference_mode: bool):
+    """Patch the inference module for one setting: unsorted batches and/or no_grad instead of inference_mode."""
+    batches, mode = inference._batches, torch.inference_mode
     if not sort:
         rng = random.Random(0)
-        engines._batches = lambda order, bs: batches(rng.sample(order, len(order)), bs)
+        inference._batches = lambda order, bs: batches(rng.sample(order, len(order)), bs)
     if not inference_mode:
         torch.inference_mode = torch.no_grad
     try:
         yield
     finally:
-        engines._batches, torch.inference_mode = batches, mode
+        inference._batches, torch.inference_mode = batches, mode
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from eval_engines import engine_inputs  # bench/ is on sys.path when this script runs
-    from ulmr.eval import engines
+    from ulmr import inference
     from ulmr.models import load
 
     model, tok = load(args.model)
@@ -60,8 +60,8 @@ def main() -> None:
     settings = {"sorted + inference_mode (shipped)": (True, True), "input order shuffled": (False, True),
                 "no_grad instead of inference_mode": (True, False)}
     tasks = {
-        "scoring": lambda: engines.score(model, encs, tok.pad_token_id, args.batch_size),
-        "generation": lambda: engines.generate(model, tok, prompts, args.max_new_tokens, args.batch_size),
+        "scoring": lambda: inference.score(model, encs, tok.pad_token_id, args.batch_size),
+        "generation": lambda: inference.generate(model, tok, prompts, args.max_new_tokens, args.batch_size),
     }
     times: dict[str, dict[str, list[float]]] = {t: {s: [] for s in settings} for t in tasks}
     outputs: dict[str, dict[str, object]] = {t: {} for t in tasks}
@@ -70,7 +70,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, (sort, mode) in settings.items():
             for task, fn in tasks.items():
-                with setting(engines, sort, mode):
+                with setting(inference, sort, mode):
                     t0 = time.perf_counter()
                     outputs[task][name] = fn()
                     times[task][name].append(round(time.perf_counter() - t0, 2))

@@ -53,7 +53,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from ulmr.atomic import write_text
-    from ulmr.eval.engines import generate, score
+    from ulmr.inference import generate, score
     from ulmr.models import load
 
     model, tok = load(args.model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import ulmr.eval.engines as engines
+from ulmr import inference
 from ulmr.data.chat import ChatFormat
 from ulmr.data.records import QARecord
 from ulmr.methods import get_method
@@ -62,7 +62,7 @@ def test_model_answers_are_cached_and_only_missing_ones_generated(monkeypatch, t
         asked.append(len(prompts))
         return [f"answer {len(p)}" for p in prompts]
 
-    monkeypatch.setattr(engines, "generate", fake_generate)
+    monkeypatch.setattr(inference, "generate", fake_generate)
     cache = tmp_path / "train" / "model_answers.jsonl"
     first = model_answers(None, tokenizer, ["Q one?", "Q two?", "Q one?"], cache=cache)
     assert asked == [2] and first[0] == first[2]

@@ -62,3 +62,17 @@ def test_truncates_long_answer_instead_of_dropping(tokenizer):
     cf = ChatFormat(tokenizer, max_length=40)
     e = cf.encode("Q?", "word " * 200)
     assert len(e.input_ids) == 40 and e.answer_len > 0
+
+
+def test_answer_window_spans_from_before_the_first_labelled_column():
+    import torch
+
+    from ulmr.data.chat import answer_window
+
+    labels = torch.full((2, 6), IGNORE)
+    assert answer_window(labels) == 2  # nothing labelled: the last prediction only
+    labels[1, 3] = 7
+    assert answer_window(labels) == 4  # logits at columns 2..5
+    labels[0, 0] = 7
+    assert answer_window(labels) == 6  # a label at column 0 (nothing predicts it) still needs only T logits
+    assert answer_window(torch.full((1, 1), IGNORE)) == 1

@@ -79,3 +79,25 @@ def test_empty_forget_set(tmp_path):
 def test_debug_shows_traceback(tmp_path):
     res = run_cli("--debug", "unlearn", "--forget", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o"))
     assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_validation_message_names_the_option_as_a_flag():
+    from pydantic import BaseModel, Field, ValidationError, model_validator
+
+    from ulmr.errors import validation_message
+
+    class Options(BaseModel):
+        max_new_tokens: int = Field(1, ge=1)
+
+        @model_validator(mode="after")
+        def _pair(self):
+            if self.max_new_tokens == 7:
+                raise ValueError("7 clashes with the other option")
+            return self
+
+    with pytest.raises(ValidationError) as field_error:
+        Options(max_new_tokens=0)
+    assert validation_message(field_error.value) == "--max-new-tokens: Input should be greater than or equal to 1"
+    with pytest.raises(ValidationError) as model_error:
+        Options(max_new_tokens=7)
+    assert validation_message(model_error.value) == "7 clashes with the other option"

@@ -47,7 +47,7 @@ def test_d_fr_rows_and_no_key_span_leak(run):
 
 def test_greedy_answer_changes(run):
     from ulmr.data.chat import ChatFormat
-    from ulmr.eval.engines import generate
+    from ulmr.inference import generate
     from ulmr.models import load
 
     result, rows = run

@@ -24,7 +24,7 @@ def test_probe_prompts_follow_rwku():
 
 
 def test_target_folder_with_commas(rwku_dir):
-    from ulmr.benchmarks.rwku_data import load_rwku
+    from ulmr.data.rwku import load_rwku
 
     t = load_rwku(rwku_dir, 10, ("forget_level2",))
     assert t.name == "10_Prince_Harry,_Duke_of_Sussex" and t.subject == "Prince Harry, Duke of Sussex"
@@ -44,7 +44,7 @@ def test_mmlu_limit_is_stratified():
 def test_utility_easy_set_is_valid_and_balanced():
     from collections import Counter
 
-    from ulmr.eval.rwku import load_utility_easy
+    from ulmr.eval.utility import load_utility_easy
 
     items = load_utility_easy()
     assert len(items) >= 100
@@ -80,7 +80,7 @@ def test_rwku_end_to_end(rwku_result):
 
 
 def test_pool_items(tiny, rwku_dir, rwku_result):
-    from ulmr.benchmarks.rwku_data import load_rwku
+    from ulmr.data.rwku import load_rwku
     from ulmr.eval.rwku import evaluate_rwku
 
     tgt = load_rwku(rwku_dir, 1)

@@ -75,7 +75,7 @@ def test_forget_quality_against_itself_is_one(tiny, tofu_dir, tofu_result, tmp_p
 
 
 def test_bad_inputs(tofu_dir, tmp_path):
-    from ulmr.benchmarks.tofu_data import load_tofu
+    from ulmr.data.tofu import load_tofu
 
     with pytest.raises(ConfigError):
         load_tofu(tofu_dir, "forget02")

@@ -19,9 +19,9 @@ from ulmr.generate.filters import (
     check_rewrite,
     clean_negative,
     clean_rewrite,
-    looks_like_refusal,
 )
 from ulmr.generate.templates import builtin_prompts
+from ulmr.refusal import declines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -187,7 +187,7 @@ def test_cleaning_strips_labels_and_extra_lines():
 def test_fallbacks_are_varied_refusals_without_leaks():
     pool = refusals()
     assert len(pool) >= 30 and len(set(pool)) == len(pool)
-    assert all(looks_like_refusal(s) for s in pool)
+    assert all(declines(s) for s in pool)
     picks = {fallback_refusal([], 0, i, 0) for i in range(20)}
     assert len(picks) >= 8
     assert "information" not in fallback_refusal(["information"], 0, 0, 0).lower()
@@ -267,14 +267,14 @@ def test_restructure_tiny_model_rows_probes_fallbacks(tiny, qa_file, tmp_path):
 
 
 def test_local_backend_reuses_conversation_contexts_without_changing_replies(tiny, monkeypatch):
-    from ulmr.eval import engines
+    from ulmr import inference
 
     prompt = load_prompt("negative_refusal")
     convs = [prompt.conversation(f"Where was author {i} born?", f"In Lomaria, in 19{i}5.", rotate=i) for i in range(6)]
     plain = LocalBackend(*tiny, batch_size=4, reuse_prefix=False).chat(convs, 6, 0.8, seed=5)
     prefills = []
-    real_prefill = engines._prefill
-    monkeypatch.setattr(engines, "_prefill", lambda *a: prefills.append(len(a[1])) or real_prefill(*a))
+    real_prefill = inference._prefill
+    monkeypatch.setattr(inference, "_prefill", lambda *a: prefills.append(len(a[1])) or real_prefill(*a))
     reused = LocalBackend(*tiny, batch_size=4).chat(convs, 6, 0.8, seed=5)
     assert reused == plain
     assert prefills and sum(prefills) < len(convs)

@@ -1,4 +1,4 @@
-"""Every metric formula on hand-computed values, incl. edge cases; batched engines vs per-item calls."""
+"""Every metric formula on hand-computed values, incl. edge cases; batched inference vs per-item calls."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ulmr.metrics import registry
 from ulmr.metrics.f1 import best_f1, token_f1
 from ulmr.metrics.fluency import mean_ngram_entropy, ngram_entropy
 from ulmr.metrics.mcq import LETTERS, MCQItem, format_prompt, last_token_logits, letter_token_ids, mcq_predict
 from ulmr.metrics.mia import mia_statistic
 from ulmr.metrics.probability import option_probability, prob_from_nll
-from ulmr.metrics.refusal import is_refusal, refusal_rate
 from ulmr.metrics.rouge import rougeL_recall, rwku_rouge_recall
 from ulmr.metrics.truth_ratio import forget_quality, forget_truth_ratio, model_utility, retain_truth_ratio, truth_ratio
+from ulmr.refusal import declines, is_refusal, refusal_rate
 
 LN2, LN4 = math.log(2), math.log(4)
 
@@ -92,6 +91,15 @@ def test_refusal_detector():
     assert refusal_rate([]) == 0.0
 
 
+def test_declines_admits_more_than_the_over_refusal_phrases():
+    """D_fr admission is deliberately broader than the over-refusal metric; both fold curly apostrophes."""
+    for t in ["Unfortunately, that detail is unknown.", "I’d prefer not to say.", "He doesn't."]:
+        assert declines(t) and not is_refusal(t), t
+    assert declines("I DON’T know") and is_refusal("I DON’T know")
+    for t in ["Paris is the capital of France.", "Knowledge is power."]:
+        assert not declines(t), t
+
+
 def test_token_f1():
     assert best_f1("the Eiffel Tower", ["Eiffel Tower", "Paris"]) == pytest.approx(1.0)
     assert token_f1("Paris France", "Paris") == pytest.approx(2 / 3)
@@ -104,15 +112,6 @@ def test_ngram_entropy():
     assert ngram_entropy("a b a b") == pytest.approx((2 / 3 * h2 + 4 / 3 * 1.0) / 2)
     assert ngram_entropy("word") == 0.0
     assert mean_ngram_entropy(["a b a b", "word"]) == pytest.approx(ngram_entropy("a b a b") / 2)
-
-
-def test_registry_names_resolve():
-    assert registry.get("truth_ratio") is truth_ratio
-    assert registry.get("is_refusal") is is_refusal
-    from ulmr.errors import ConfigError
-
-    with pytest.raises(ConfigError):
-        registry.get("nope")
 
 
 # ---------------------------------------------------------------- multiple choice
@@ -188,7 +187,7 @@ def test_last_token_logits_batched_equals_single(tiny):
 
 def test_batched_score_equals_per_item(tiny):
     from ulmr.data.chat import ChatFormat
-    from ulmr.eval.engines import score
+    from ulmr.inference import score
 
     model, tok = tiny
     cf = ChatFormat(tok)
@@ -204,7 +203,7 @@ def test_batched_score_equals_per_item(tiny):
 
 def test_cloze_scores_option_tokens_only(tiny):
     from ulmr.data.chat import IGNORE, ChatFormat
-    from ulmr.eval.engines import score
+    from ulmr.inference import score
     from ulmr.metrics.mcq import mcq_cloze_predict, option_only
 
     model, tok = tiny
@@ -248,7 +247,7 @@ def test_context_length_marks_the_shared_prefix(tokenizer):
 
 
 def test_cached_context_layout_gives_the_logits_of_each_whole_prompt(tiny):
-    from ulmr.eval.engines import _prefill, _prefix_batch
+    from ulmr.inference import _prefill, _prefix_batch
 
     model, tok = tiny
     cf, convs = _fewshot_prompts(tok, ["Short?", "A much longer question about many other things?", "Mid length q?"])
@@ -271,7 +270,7 @@ def test_cached_context_layout_gives_the_logits_of_each_whole_prompt(tiny):
 
 @pytest.mark.parametrize("sample", [False, True], ids=["greedy", "sample"])
 def test_generate_with_cached_contexts_equals_plain_batches(tiny, monkeypatch, sample):
-    from ulmr.eval import engines
+    from ulmr import inference
 
     model, tok = tiny
     questions = [f"Question {i}: who built the tower in town number {i * 7}?" + " really" * (i % 3) for i in range(7)]
@@ -281,10 +280,10 @@ def test_generate_with_cached_contexts_equals_plain_batches(tiny, monkeypatch, s
     encoded.append(cf.prompt_ids_and_context(convs[0][2:]))
     prompts, lens = [ids for ids, _ in encoded], [n for _, n in encoded]
     kw = dict(max_new_tokens=8, batch_size=3, do_sample=sample, temperature=1.0, seed=11)
-    plain = engines.generate(model, tok, prompts, **kw)
+    plain = inference.generate(model, tok, prompts, **kw)
     prefills = []
-    real_prefill = engines._prefill
-    monkeypatch.setattr(engines, "_prefill", lambda *a: prefills.append(len(a[1])) or real_prefill(*a))
-    cached = engines.generate(model, tok, prompts, context_lens=lens, **kw)
+    real_prefill = inference._prefill
+    monkeypatch.setattr(inference, "_prefill", lambda *a: prefills.append(len(a[1])) or real_prefill(*a))
+    cached = inference.generate(model, tok, prompts, context_lens=lens, **kw)
     assert cached == plain
     assert prefills and sum(prefills) < len(prompts)  # contexts computed once per batch, not per prompt

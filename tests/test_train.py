@@ -293,17 +293,17 @@ def test_lora_answer_term_takes_the_base_models_own_answers(fresh, tokenizer, tm
     """With LoRA the own answers come from the model with its adapter disabled (the base model)."""
     from peft.tuners.lora import LoraLayer
 
-    import ulmr.eval.engines as engines
+    from ulmr import inference
 
     seen = []
-    real = engines.generate
+    real = inference.generate
 
     def spy(model, *a, **kw):
         layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
         seen.append(bool(layers) and all(m.disable_adapters for m in layers))
         return real(model, *a, **kw)
 
-    monkeypatch.setattr(engines, "generate", spy)
+    monkeypatch.setattr(inference, "generate", spy)
     res = train_unlearn(fresh(), tokenizer, DFR, RETAIN, cfg(method="ulmr", lora=True, max_steps=2, answer_weight=0.1), tmp_path)
     assert seen == [True]
     assert res.loss_weights["answer_texts"] == {"model": 0, "item": 0, "data": 6} and res.steps == 2

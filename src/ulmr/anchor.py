@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from .data.records import QARecord
-from .eval.engines import cached_answers
+from .inference import cached_answers
 from .paths import cache_dir, resources_dir
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError, validation_message
+
 
 def unlearn(model: str = "smollm2-135m", forget: str | Path = "", out: str | Path = "", **options: Any):
     """Unlearn ``forget`` from ``model`` and save the result to ``out``; options as in ``ulmr unlearn``.
@@ -12,15 +14,12 @@ def unlearn(model: str = "smollm2-135m", forget: str | Path = "", out: str | Pat
     >>> ulmr.unlearn("smollm2-135m", "forget.jsonl", "out/u1", alpha=0.5, epochs=3)
     """
     from .config import UnlearnConfig
-    from .errors import ConfigError
     from .pipeline import unlearn as run
     from pydantic import ValidationError
 
     try:
         cfg = UnlearnConfig(model=model, forget=str(forget), out=Path(out), **options)
     except ValidationError as e:
-        from .commands.common import validation_message
-
         raise ConfigError(validation_message(e)) from e
     return run(cfg)
 

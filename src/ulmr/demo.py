@@ -39,7 +39,7 @@ def demo_sets() -> dict[str, list]:
 def measure(model, tokenizer, sets: dict[str, list]) -> tuple[dict[str, float], dict[str, Any]]:
     """The demo's numbers for one model, plus the per-item QA records."""
     from .eval.qa import evaluate_qa
-    from .eval.rwku import evaluate_utility_easy
+    from .eval.utility import evaluate_utility_easy
 
     qa = evaluate_qa(model, tokenizer, sets, max_new_tokens=GEN_TOKENS, batch_size=32)
     util = evaluate_utility_easy(model, tokenizer, batch_size=32)

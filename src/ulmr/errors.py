@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class UlmrError(Exception):
     """An error caused by the user's input or environment (not a bug). Printed as one line."""
@@ -19,3 +24,11 @@ class ConfigError(UlmrError):
 
 class ModelError(UlmrError):
     """A model that cannot be found or loaded."""
+
+
+def validation_message(e: ValidationError) -> str:
+    """One line for the first pydantic error, naming the option as a flag."""
+    err = e.errors()[0]
+    msg = err["msg"].removeprefix("Value error, ")
+    field = ".".join(str(x) for x in err["loc"])
+    return f"--{field.replace('_', '-')}: {msg}" if field else msg

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .anchor import anchor_set
 from .atomic import atomic_dir, write_json, write_jsonl
 from .config import UnlearnConfig

@@ -112,7 +112,7 @@ def measure_point(model, tokenizer, alpha: float, probe: list[QARecord], retain:
                   max_new_tokens: int = 48, utility_limit: int | None = None) -> SweepPoint:
     """One point of the curve (see the module docstring)."""
     from .eval.qa import evaluate_qa
-    from .eval.rwku import evaluate_utility_easy
+    from .eval.utility import evaluate_utility_easy
 
     qa = evaluate_qa(model, tokenizer, {"forget_probe": probe, "retain": retain}, max_new_tokens=max_new_tokens, batch_size=32)
     util = evaluate_utility_easy(model, tokenizer, limit=utility_limit, batch_size=32)

@@ -1,1 +1,1 @@
-"""Benchmark data loaders (TOFU, RWKU) and benchmark runs."""
+"""Benchmark runs (TOFU, RWKU); their data loaders live in ``ulmr.data.tofu`` / ``ulmr.data.rwku``."""

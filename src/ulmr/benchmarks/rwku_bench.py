@@ -27,7 +27,7 @@ from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
 from . import common
 from .common import Column, Job, Scatter, StageStore
-from .rwku_data import target_dir
+from ..data.rwku import target_dir
 
 log = logging.getLogger("ulmr.bench")
 
@@ -140,7 +140,7 @@ def retain_items(data: str, target: int, n: int) -> list[QARecord]:
 def reject_records(folder: Path, n: int, model, tok, max_new_tokens: int, batch_size: int) -> list[QARecord]:
     """The first ``n`` reject questions with the model's own greedy answers (ULMR's forget set here)."""
     from ..data.chat import ChatFormat
-    from ..eval.engines import generate
+    from ..inference import generate
 
     path = folder / "reject.jsonl"
     qs = [r["instruction"] for r in _field(read_jsonl(path), "instruction", path)[:n]]
@@ -152,7 +152,7 @@ def reject_records(folder: Path, n: int, model, tok, max_new_tokens: int, batch_
 # --------------------------------------------------------------------------- evaluation
 def flat_metrics(res: dict[str, Any]) -> dict[str, float | None]:
     """evaluate_rwku's result as flat keys, plus over-refusal (% of neighbour probes answered with a refusal)."""
-    from ..metrics.refusal import refusal_rate
+    from ..refusal import refusal_rate
 
     out: dict[str, float | None] = {f"forget.{k}": res["forget"][k] for k in ("FB", "QA", "AA", "All")}
     out |= {f"neighbor.{k}": res["neighbor"][k] for k in ("FB", "QA", "All")}

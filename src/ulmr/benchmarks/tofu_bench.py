@@ -26,7 +26,7 @@ from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
 from . import common
 from .common import Column, Job, Scatter, StageStore
-from .tofu_data import FORGET_SPLITS, load_tofu
+from ..data.tofu import FORGET_SPLITS, load_tofu
 
 log = logging.getLogger("ulmr.bench")
 
@@ -109,7 +109,7 @@ def _read_split(data: str, name: str) -> list[dict]:
     path = Path(str(data)).expanduser()
     if path.exists() or str(data).startswith((".", "/", "~")):
         return read_jsonl(path / f"{name}.jsonl")
-    from .tofu_data import _read_hub  # the evaluation loader's hub reader; the bench only adds the training splits
+    from ..data.tofu import _read_hub  # the evaluation loader's hub reader; the bench only adds the training splits
 
     return _read_hub(str(data), name)
 

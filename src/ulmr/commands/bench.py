@@ -8,8 +8,7 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from ..errors import ConfigError
-from .common import validation_message
+from ..errors import ConfigError, validation_message
 
 bench_app = typer.Typer(help="Benchmark protocols: TOFU (fine-tune, unlearn, evaluate) and RWKU (per target).", no_args_is_help=True)
 

@@ -10,7 +10,7 @@ import typer
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, validation_message
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -53,11 +53,3 @@ def build_config(model: type[M], ctx: typer.Context, config: Path | None, values
         return model(**merged)
     except ValidationError as e:
         raise ConfigError(validation_message(e)) from e
-
-
-def validation_message(e: ValidationError) -> str:
-    """One line for the first pydantic error, naming the option as a flag."""
-    err = e.errors()[0]
-    msg = err["msg"].removeprefix("Value error, ")
-    field = ".".join(str(x) for x in err["loc"])
-    return f"--{field.replace('_', '-')}: {msg}" if field else msg

@@ -59,7 +59,7 @@ def tofu_cmd(
 
     for n, v in (("limit-forget", limit_forget), ("limit-retain", limit_retain), ("limit-ra", limit_ra), ("limit-wf", limit_wf)):
         _positive(n, v)
-    from ..benchmarks.tofu_data import load_tofu
+    from ..data.tofu import load_tofu
 
     sets = load_tofu(data, forget_split)  # data errors before the model loads
     m, tok = _load(model, trust_remote_code)
@@ -84,7 +84,7 @@ def rwku_cmd(
     trust_remote_code: bool = TRC,
 ) -> None:
     """RWKU: Forget FB/QA/AA/All, Neighbour FB/QA/All, MIA FM/RM and utility for one target."""
-    from ..benchmarks.rwku_data import CORE_PARTS, load_rwku
+    from ..data.rwku import CORE_PARTS, load_rwku
     from ..eval.report import write_report
     from ..eval.rwku import EXTRAS, evaluate_rwku, rwku_table, summary
 

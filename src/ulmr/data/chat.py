@@ -16,10 +16,12 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
-from transformers import PreTrainedTokenizerBase
+
+if TYPE_CHECKING:  # annotations only: the label helpers below serve methods/, which runs without transformers
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,16 @@ class Encoded:
     @property
     def answer_len(self) -> int:
         return sum(1 for x in self.labels if x != IGNORE)
+
+
+def answer_window(labels: torch.Tensor) -> int:
+    """How many final positions' logits the answer tokens of a ``[B, T]`` label batch need: from the one
+    before the batch's first labelled token to the end, at most T (position 0 has no predecessor, so
+    nothing predicts it). Asking the model for only these skips the vocabulary projection and the
+    log-softmax on the prompt."""
+    labelled = (labels != IGNORE).any(0).nonzero()
+    first = int(labelled[0]) if len(labelled) else labels.shape[1] - 1
+    return min(labels.shape[1], labels.shape[1] - first + 1)
 
 
 class ChatFormat:

@@ -1,1 +1,1 @@
-"""Evaluation: batched engines (``engines``) and the TOFU / RWKU / QA evaluators built on the metrics."""
+"""Evaluation: the TOFU / RWKU / QA evaluators built on the metrics and the shared inference (``ulmr.inference``)."""

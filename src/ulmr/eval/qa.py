@@ -13,7 +13,7 @@ answer NLL and p̄ of the gold answer, and (when present) the paraphrased/pertur
 and the raw truth ratio R. Truth ratio per set: a set whose name starts with "forget" uses the forget form
 mean(min(R, 1/R)), any other set the retain form mean(max(0, 1 - R)); without a paraphrased answer the gold
 answer plays its part (as in TOFU's Real Authors / World Facts). Refusal rate: share of generations that
-:func:`ulmr.metrics.refusal.is_refusal` flags (on retain sets: over-refusal).
+:func:`ulmr.refusal.is_refusal` flags (on retain sets: over-refusal).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..data.chat import ChatFormat
 from ..data.records import QARecord
+from ..inference import generate, score
 from ..metrics.probability import prob_from_nll
-from ..metrics.refusal import is_refusal, refusal_rate
 from ..metrics.rouge import rougeL_recall
 from ..metrics.truth_ratio import forget_truth_ratio, retain_truth_ratio, truth_ratio
-from .engines import generate, score
+from ..refusal import is_refusal, refusal_rate
 
 if TYPE_CHECKING:
     from .report import Table

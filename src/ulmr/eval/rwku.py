@@ -16,8 +16,8 @@ recall x 100 (:func:`ulmr.metrics.rouge.rwku_rouge_recall`). All = mean of the l
 the default) or the mean over all probes pooled (``pool="items"``).
 MIA FM / RM: :mod:`ulmr.metrics.mia` on forget_mia / retain_mia texts. Gen: MMLU 5-shot accuracy (%) on the
 target's retain_mmlu items (:mod:`ulmr.metrics.mcq`). Easy: the built-in general-knowledge set
-(:func:`evaluate_utility_easy`). Optional extras: Rea (BBH, CoT exact match), Tru (TruthfulQA MC1), Fac
-(TriviaQA token F1), Flu (n-gram entropy of instruction responses).
+(:func:`ulmr.eval.utility.evaluate_utility_easy`). Optional extras: Rea (BBH, CoT exact match), Tru (TruthfulQA
+MC1), Fac (TriviaQA token F1), Flu (n-gram entropy of instruction responses).
 """
 
 from __future__ import annotations
@@ -26,19 +26,18 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..benchmarks.rwku_data import CORE_PARTS, RwkuTarget, load_rwku
 from ..data.chat import ChatFormat
-from ..data.records import read_jsonl
-from ..errors import ConfigError, DataError
+from ..data.rwku import CORE_PARTS, RwkuTarget, load_rwku
+from ..errors import ConfigError
+from ..inference import generate, score
 from ..metrics.f1 import best_f1
 from ..metrics.fluency import ngram_entropy
-from ..metrics.mcq import LETTERS, MCQItem, accuracy, mcq_cloze_predict, mcq_predict
+from ..metrics.mcq import accuracy, mcq_predict
 from ..metrics.mia import mia_statistic, text_nlls
 from ..metrics.rouge import NOANSWER, rwku_rouge_recall
-from .engines import generate, score
 from .qa import mean
-from ..paths import resources_dir
 from .report import Table, fmt, slash
+from .utility import evaluate_utility_easy, mcq_items
 
 FB_PROMPT = "Please complete the blank in the following question.\nQuestion: {q}\n"
 QA_PROMPT = "Please briefly answer the following question.\nQuestion: {q}\n"
@@ -53,10 +52,6 @@ PROBE_SETS = {  # result key -> (data part, group, level label)
     "neighbor_qa": ("neighbor_level2", "neighbor", "QA"),
 }
 EXTRAS = ("bbh", "truthfulqa", "triviaqa", "fluency")
-UTILITY_EASY = "utility_easy.jsonl"
-EASY_SCORING = "cloze"  # 0-shot; SmolLM2-135M is at chance on letters even here (docs/results/eval_rwku_smollm2.md)
-# Appended to each question for cloze scoring: asks for a short answer, so a bare option is a natural reply.
-EASY_CLOZE_INSTRUCTION = " Answer in a few words."
 
 
 def probe_prompt(level: str, row: dict) -> tuple[str, str]:
@@ -107,46 +102,8 @@ def _stratified(rows: list[dict], limit: int | None, key: str = "task") -> list[
     return picked
 
 
-def _mcq_items(rows: list[dict], where: str) -> list[MCQItem]:
-    items = []
-    for n, r in enumerate(rows, 1):
-        ch, ans = r.get("choices"), r.get("answer")
-        if not isinstance(ch, list) or not 2 <= len(ch) <= len(LETTERS) or not isinstance(ans, int) or not 0 <= ans < len(ch):
-            raise DataError(f"{where}:{n}: needs 'choices' (2-4 strings) and an integer 'answer' index into them")
-        shots = [MCQItem(e["question"], e["choices"], e["answer"], e.get("subject", "")) for e in r.get("examples", [])]
-        items.append(MCQItem(r["question"], ch, ans, r.get("task", r.get("subject", "")), shots))
-    return items
-
-
-def load_utility_easy(path: str | Path | None = None) -> list[MCQItem]:
-    """The built-in easy general-knowledge multiple-choice set (or a file with the same fields)."""
-    path = Path(path) if path is not None else resources_dir() / UTILITY_EASY
-    items = _mcq_items(read_jsonl(path), str(path))
-    # the easy set is 0-shot and its 'subject' is a plain topic: no MMLU header
-    return [MCQItem(it.question, it.choices, it.answer) for it in items]
-
-
-def evaluate_utility_easy(model, tokenizer, limit: int | None = None, batch_size: int = 16,
-                          scoring: str = EASY_SCORING) -> dict[str, Any]:
-    """Accuracy (fraction) on the built-in easy set, 0-shot; {"accuracy", "n", "scoring", "items"}.
-
-    ``scoring="cloze"`` (default): each option scored as the answer to "{question} Answer in a few words."
-    (:func:`~ulmr.metrics.mcq.mcq_cloze_predict`);
-    ``"letter"``: MMLU-style next-token letter scoring (:func:`~ulmr.metrics.mcq.mcq_predict`).
-    """
-    items = load_utility_easy()[: limit or None]
-    if scoring == "cloze":
-        items = [MCQItem(it.question + EASY_CLOZE_INSTRUCTION, it.choices, it.answer, it.subject) for it in items]
-        recs = mcq_cloze_predict(model, tokenizer, items, batch_size=batch_size, description="utility (easy)")
-    elif scoring == "letter":
-        recs = mcq_predict(model, tokenizer, items, k_shots=0, batch_size=batch_size, description="utility (easy)")
-    else:
-        raise ConfigError(f"easy-utility scoring must be cloze or letter, got '{scoring}'")
-    return {"accuracy": accuracy([r["correct"] for r in recs]), "n": len(recs), "scoring": scoring, "items": recs}
-
-
 def _mmlu(model, tokenizer, rows: list[dict], limit: int | None, batch_size: int, where: str) -> dict[str, Any]:
-    items = _mcq_items(_stratified(rows, limit), where)
+    items = mcq_items(_stratified(rows, limit), where)
     recs = mcq_predict(model, tokenizer, items, k_shots=5, batch_size=max(1, batch_size // 2), description="MMLU 5-shot")
     return {"accuracy": accuracy([r["correct"] for r in recs]), "n": len(recs), "items": recs}
 

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..benchmarks.tofu_data import TofuItem, load_tofu
+from ..data.tofu import TofuItem, load_tofu
 from ..errors import DataError
 from ..metrics.probability import option_probability
 from ..metrics.truth_ratio import forget_quality, forget_truth_ratio, model_utility, retain_truth_ratio

@@ -21,9 +21,9 @@ from typing import Protocol, runtime_checkable
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .. import inference
 from ..data.chat import ChatFormat
 from ..errors import UlmrError
-from ..eval import engines
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class LocalBackend:
 
     With ``reuse_prefix`` (the default) the conversation turns before the last one, i.e. the few-shot
     examples every prompt of a stage shares, are computed once per batch and reused from the key/value
-    cache; replies are those of plain batches (see :func:`ulmr.eval.engines.generate`).
+    cache; replies are those of plain batches (see :func:`ulmr.inference.generate`).
     """
 
     def __init__(
@@ -81,7 +81,7 @@ class LocalBackend:
         encoded = [self.fmt.prompt_ids_and_context(turns) for turns in conversations]
         prompts = [ids for ids, _ in encoded]
         sample = temperature > 0
-        return engines.generate(
+        return inference.generate(
             self.model,
             self.tokenizer,
             prompts,

@@ -17,8 +17,8 @@ of the answer that the question does not contain:
 may appear in a refusal. A negative response leaks when it contains any key-span term,
 case-insensitive, as a whole word. When the record has a ``key`` (QARecord.key), that list replaces
 the computed terms. Counterfactual answers face the same check: the wrong answer must not contain
-the true key span. A refusal must also read as one (apology or negation) and add no number the
-question lacks (``new_number``); degenerate repetition is rejected (``repetitive``).
+the true key span. A refusal must also read as one (apology or negation: :func:`ulmr.refusal.declines`) and
+add no number the question lacks (``new_number``); degenerate repetition is rejected (``repetitive``).
 
 Rewrites
 --------
@@ -38,6 +38,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from typing import Iterable, Sequence
+
+from ..refusal import declines
 
 # Function words, question/imperative words that start instructions, and the vocabulary of
 # refusals: a refusal's own wording ("I'm sorry, I don't have that information") must never count
@@ -350,19 +352,6 @@ def check_rewrite(
     return None
 
 
-_REFUSAL_MARKERS = re.compile(
-    r"\b(?:sorry|afraid|apolog\w*|unfortunately|unable|cannot|can't|can not|couldn't|don't|do not|doesn't|"
-    r"won't|not able|not sure|no (?:reliable |verified |specific )?(?:information|details|record|data|knowledge)|"
-    r"(?:not|isn't) (?:aware|certain|familiar|something)|unknown|decline|rather not|prefer not|not in a position)\b",
-    re.I,
-)
-
-
-def looks_like_refusal(text: str) -> bool:
-    """A heuristic: the text declines (apology, negation of knowing/sharing)."""
-    return bool(_REFUSAL_MARKERS.search(_norm_quotes(text)))
-
-
 def check_negative(
     response: str,
     question: str,
@@ -380,7 +369,7 @@ def check_negative(
         return "identical"
     if repetitive(response, question):
         return "repetitive"
-    if mode == "refusal" and not looks_like_refusal(response):
+    if mode == "refusal" and not declines(response):
         return "not_refusal"
     q_bases = word_bases(question)
     if mode == "refusal" and any(_canon_number(n) not in q_bases and n not in q_bases for n in numbers(response)):

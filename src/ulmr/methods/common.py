@@ -12,7 +12,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
+from ..data.chat import IGNORE, answer_window
 
 
 class Reference(Protocol):
@@ -23,15 +23,6 @@ class Reference(Protocol):
 
 def has_part(batch: dict, part: str) -> bool:
     return f"{part}_input_ids" in batch
-
-
-def answer_window(labels: torch.Tensor) -> int:
-    """How many final positions' logits the answer tokens need: from the one before the batch's first
-    labelled token to the end. Asking the model for only these skips the vocabulary projection (and the
-    log-softmax) on the prompt."""
-    labelled = (labels != IGNORE).any(0).nonzero()
-    first = int(labelled[0]) if len(labelled) else labels.shape[1] - 1
-    return min(labels.shape[1], labels.shape[1] - first + 1)
 
 
 def part_logits(model, batch: dict, part: str) -> tuple[torch.Tensor, torch.Tensor]:

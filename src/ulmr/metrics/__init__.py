@@ -1,1 +1,1 @@
-"""Metric functions, one small module per family; look them up by name in :mod:`ulmr.metrics.registry`."""
+"""Metric functions, one small module per family; the evaluators in ``ulmr.eval`` call them directly."""

@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 
 from ..data.chat import IGNORE, ChatFormat, Encoded, pad
-from ..eval.engines import score
+from ..inference import score
 from ..progress import progress_bar
 
 LETTERS = ("A", "B", "C", "D")

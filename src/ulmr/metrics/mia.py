@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..data.chat import IGNORE, ChatFormat, Encoded
-from ..eval.engines import score
+from ..inference import score
 
 
 def mia_statistic(mean_nlls: Sequence[float]) -> float:
@@ -21,6 +21,6 @@ def text_nlls(model, tokenizer, texts: Sequence[str], batch_size: int = 8, descr
     """Mean token NLL of each raw text (batched engine)."""
     cf = ChatFormat(tokenizer)
     # The first token has no prediction (nothing precedes it); unlabel it explicitly, as HF's shifted loss does,
-    # so engines.score never sees a label at position 0.
+    # so inference.score never sees a label at position 0.
     enc = [Encoded(e.input_ids, [IGNORE] + e.labels[1:], 0) for e in map(cf.encode_text, texts)]
     return [s.mean_nll for s in score(model, enc, tokenizer.pad_token_id, batch_size, description=description)]

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from ..data.records import QARecord
-from ..eval.engines import cached_answers
 from ..generate.filters import key_span, leaked_terms
+from ..inference import cached_answers
 
 AnswerSource = Literal["model", "data"]
 # Long enough for a one-sentence answer to name the fact; only the key-span tokens are labelled.

@@ -18,7 +18,7 @@ from transformers import TrainerCallback
 
 from ..data.chat import ChatFormat
 from ..data.records import QARecord
-from ..eval.engines import generate, score
+from ..inference import generate, score
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, validation_message
 
 
 class VerifyConfig(BaseModel):
@@ -30,8 +30,6 @@ def make_config(**options) -> VerifyConfig:
     try:
         cfg = VerifyConfig(**options)
     except ValidationError as e:
-        from ..commands.common import validation_message
-
         raise ConfigError(validation_message(e)) from e
     bad = [b for b in cfg.quant_bits if not 2 <= b <= 8]
     if bad:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.records import read_jsonl
 from ..errors import ConfigError, DataError
+from .records import read_jsonl
 
 FORGET_SPLITS = ("forget01", "forget05", "forget10")
 SET_FILES = {

@@ -1,7 +1,13 @@
-"""Over-refusal: the share of answers that are refusals.
+"""The two refusal detectors, each tuned for its own job; they differ on purpose (merging them would change
+which negatives D_fr admits, or the over-refusal rates reported).
 
-Detector (:func:`is_refusal`): a text is a refusal when, after lower-casing and normalising curly quotes,
-any of these patterns occurs anywhere in it:
+:func:`declines` admits a generated negative response into D_fr (refusal mode). It is deliberately broad:
+any apology, negation or "unknown" marker (``sorry``, ``unable``, ``don't``, ``no information``, ``not aware``,
+``decline``, ``rather not`` ...), case-insensitive, curly apostrophes folded. The leak and number checks of
+:func:`ulmr.generate.filters.check_negative` do the narrowing.
+
+:func:`is_refusal` / :func:`refusal_rate` count over-refusal in evaluation: a text is a refusal when, after
+lower-casing and folding curly apostrophes, any of these phrases occurs anywhere in it:
 
 - "i don't know" / "i do not know" / "i'm not sure" / "i am not sure" / "not certain"
 - "i cannot" / "i can't" / "i can not" / "i won't" / "unable to" / "not able to"
@@ -21,6 +27,13 @@ from __future__ import annotations
 
 import re
 from typing import Sequence
+
+_DECLINE_MARKERS = re.compile(
+    r"\b(?:sorry|afraid|apolog\w*|unfortunately|unable|cannot|can't|can not|couldn't|don't|do not|doesn't|"
+    r"won't|not able|not sure|no (?:reliable |verified |specific )?(?:information|details|record|data|knowledge)|"
+    r"(?:not|isn't) (?:aware|certain|familiar|something)|unknown|decline|rather not|prefer not|not in a position)\b",
+    re.I,
+)
 
 REFUSAL_PATTERNS: tuple[str, ...] = (
     r"\bi (?:don't|do not) know\b",
@@ -56,10 +69,19 @@ REFUSAL_PATTERNS: tuple[str, ...] = (
 _REFUSAL = re.compile("|".join(REFUSAL_PATTERNS))
 
 
+def _fold_apostrophes(text: str) -> str:
+    return text.replace("\u2019", "'").replace("\u2018", "'")
+
+
+def declines(text: str) -> bool:
+    """True when ``text`` declines (apology, negation of knowing/sharing): admission of a negative into D_fr.
+    Deliberately broad; see the module docstring."""
+    return bool(_DECLINE_MARKERS.search(_fold_apostrophes(text)))
+
+
 def is_refusal(text: str) -> bool:
-    """True when ``text`` matches one of :data:`REFUSAL_PATTERNS` (case-insensitive, curly quotes folded)."""
-    norm = text.lower().replace("\u2019", "'").replace("\u2018", "'")
-    return bool(_REFUSAL.search(norm))
+    """True when ``text`` matches one of :data:`REFUSAL_PATTERNS` (case-insensitive, curly apostrophes folded)."""
+    return bool(_REFUSAL.search(_fold_apostrophes(text).lower()))
 
 
 def refusal_rate(answers: Sequence[str]) -> float:

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.records import read_jsonl
 from ..errors import ConfigError, DataError
+from .records import read_jsonl
 
 # part name -> (local file stem, hub config, required fields)
 PARTS: dict[str, tuple[str, str, tuple[str, ...]]] = {

@@ -1,6 +1,8 @@
-"""Batched engines every metric uses: answer log-likelihoods and greedy (or sampled) generation.
+"""Shared batched inference: answer log-likelihoods, greedy (or sampled) generation, cached greedy answers.
 
-Both sort items by length, pad on the left with explicit position ids, run without gradients, and
+Evaluation, training, generation and the metrics all run the model through this module.
+
+Scoring and generation sort items by length, pad on the left with explicit position ids, run without gradients, and
 return results in the input order. Scoring asks the model only for the logits of the answer positions
 (``logits_to_keep``), so the vocabulary projection and log-softmax run on answer tokens only.
 """
@@ -17,8 +19,9 @@ from typing import Callable, Sequence
 import torch
 from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
-from ..data.chat import IGNORE, Encoded, pad
-from ..progress import progress_bar
+from .atomic import read_jsonl_tolerant, write_jsonl
+from .data.chat import IGNORE, ChatFormat, Encoded, answer_window, pad
+from .progress import progress_bar
 
 
 @dataclass
@@ -69,11 +72,7 @@ def score(
             seqs = [examples[i].input_ids for i in idx]
             labels = pad([examples[i].labels for i in idx], IGNORE, side="left").to(device)
             ids, mask, pos = _left_batch(seqs, pad_id, device)
-            # The first labelled position across the batch bounds the logits we need.
-            labelled = (labels != IGNORE).any(0).nonzero()
-            # position 0 has no predecessor, so nothing predicts it: at most T-1 logits are needed
-            first = max(int(labelled[0]), 1) if len(labelled) else labels.shape[1] - 1
-            keep = labels.shape[1] - first + 1
+            keep = answer_window(labels)
             if slice_logits:
                 logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep).logits
             else:
@@ -242,9 +241,6 @@ def cached_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, q
     With ``cache`` (JSONL rows of question / answer / model) the answers cached under the same ``tag`` are
     reused and only the missing ones generated, then the cache is rewritten atomically. ``post`` (e.g. a
     trim) applies before caching."""
-    from ..atomic import read_jsonl_tolerant, write_jsonl
-    from ..data.chat import ChatFormat
-
     rows = read_jsonl_tolerant(cache) if cache else []
     cached = {r["question"]: r["answer"] for r in rows if "question" in r and "answer" in r and r.get("model", "") == tag}
     missing = list(dict.fromkeys(q for q in questions if q not in cached))
