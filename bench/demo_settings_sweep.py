@@ -20,10 +20,10 @@ os.environ.setdefault("ULMR_QUIET", "1")
 from ulmr.config import UnlearnConfig  # noqa: E402
 from ulmr.data.records import load_qa  # noqa: E402
 from ulmr.demo import DEMO_MODEL, DEMO_SETS, RULES, demo_sets, measure  # noqa: E402
-from ulmr.models import load  # noqa: E402
+from ulmr.merge import Interpolator  # noqa: E402
+from ulmr.models import base_weights_dir, load  # noqa: E402
 from ulmr.paths import resources_dir  # noqa: E402
-from ulmr.pipeline import base_weights_dir, unlearn  # noqa: E402
-from ulmr.sweep import Interpolator  # noqa: E402
+from ulmr.pipeline import unlearn  # noqa: E402
 
 
 def main() -> None:

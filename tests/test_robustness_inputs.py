@@ -17,13 +17,14 @@ from scripts.robust import assert_one_line_error
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Bad input must be rejected before the (slow) model load."""
+    import ulmr.merge
     import ulmr.models
     import ulmr.pipeline
 
     def refuse(*a, **k):
         raise AssertionError("the model was loaded before the input was validated")
 
-    for mod in (ulmr.models, ulmr.pipeline):
+    for mod in (ulmr.models, ulmr.pipeline, ulmr.merge):
         monkeypatch.setattr(mod, "load", refuse)
     monkeypatch.setattr(ulmr.models, "load_model", refuse)
 

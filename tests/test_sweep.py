@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from ulmr.errors import ConfigError
-from ulmr.sweep import Interpolator, SweepPoint, parse_alphas, select_alpha
+from ulmr.merge import Interpolator
+from ulmr.sweep import SweepPoint, parse_alphas, select_alpha
 
 
 def P(a, probe, util=0.8, retain=0.9):
@@ -71,3 +72,40 @@ def test_interpolator_lora_scales_adapter(tiny_model_dir):
     interp.set(1.0)
     with torch.no_grad():
         torch.testing.assert_close(m(input_ids=ids).logits, full)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_sweep_sets_each_alpha_and_ends_at_p_f(tiny_model_dir, monkeypatch, lora):
+    """The sweep measures p_θ + α·(p_f − p_θ) at each α and leaves p_f; a LoRA model ignores ``base_dir``
+    (the pipeline passes it either way) and is never merged."""
+    import ulmr.sweep
+    from ulmr.merge import average_into
+    from ulmr.models import load_model
+
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        torch.manual_seed(0)
+        ft = get_peft_model(load_model(str(tiny_model_dir)), LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+        weight = lambda m: m.base_model.model.model.layers[0].self_attn.q_proj.get_delta_weight("default")  # noqa: E731
+    else:
+        ft = load_model(str(tiny_model_dir))
+        with torch.no_grad():
+            for p in ft.parameters():
+                p.add_(0.05)
+        weight = lambda m: m.model.layers[0].self_attn.q_proj.weight  # noqa: E731
+    p_f = weight(ft).detach().clone()
+    seen = {}
+    monkeypatch.setattr(ulmr.sweep, "measure_point", lambda model, tok, a, *rest: seen.setdefault(a, weight(model).detach().clone()))
+    ulmr.sweep.sweep(ft, None, tiny_model_dir, [0.0, 0.5], [], [])
+    assert torch.equal(weight(ft), p_f)
+    if lora:
+        assert torch.equal(seen[0.0], torch.zeros_like(p_f)) and torch.allclose(seen[0.5], 0.5 * p_f, rtol=1e-6, atol=0)
+    else:
+        expect = load_model(str(tiny_model_dir))
+        with torch.no_grad():
+            for p in expect.parameters():
+                p.add_(0.05)
+        average_into(expect, tiny_model_dir, 0.5)
+        assert torch.equal(seen[0.5], expect.model.layers[0].self_attn.q_proj.weight)
+        assert torch.equal(seen[0.0], load_model(str(tiny_model_dir)).model.layers[0].self_attn.q_proj.weight)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub import snapshot_download
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .atomic import atomic_dir
@@ -114,6 +115,14 @@ def cached_model_dir(spec: str, trust_remote_code: bool = False) -> str:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
     return str(target)
+
+
+def base_weights_dir(spec: str) -> str:
+    """A local directory with the model's safetensors (hub models: their local snapshot), to stream base weights from."""
+    path = cached_model_dir(spec)
+    if Path(path).is_dir():
+        return path
+    return snapshot_download(path, allow_patterns=["*.safetensors", "*.json"])
 
 
 def load_tokenizer(spec: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:

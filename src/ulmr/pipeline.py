@@ -27,8 +27,8 @@ from .atomic import atomic_dir, write_json, write_jsonl
 from .config import UnlearnConfig
 from .data.records import QARecord, load_qa
 from .errors import ConfigError
-from .merge import average_into, check_alpha, scale_lora
-from .models import cached_model_dir, load, resolve_model, save_model
+from .merge import average_model, check_alpha
+from .models import base_weights_dir, cached_model_dir, load, resolve_model, save_model
 
 log = logging.getLogger(__name__)
 
@@ -149,23 +149,6 @@ def train_config(cfg: UnlearnConfig):
     )
 
 
-def base_weights_dir(spec: str) -> str:
-    """A local directory with the base model's safetensors (hub models: their local snapshot)."""
-    path = cached_model_dir(spec)
-    if Path(path).is_dir():
-        return path
-    from huggingface_hub import snapshot_download
-
-    return snapshot_download(path, allow_patterns=["*.safetensors", "*.json"])
-
-
-def apply_average(model, cfg_alpha: float, base_dir: str, lora: bool):
-    """p_u = α·p_f + (1−α)·p_θ, in place (full weights) or by scaling the LoRA adapter."""
-    if lora:
-        return scale_lora(model, cfg_alpha)
-    return average_into(model, base_dir, cfg_alpha)
-
-
 def choose_alpha(cfg: UnlearnConfig, model, tokenizer, base_dir: str, probes: list[dict],
                  retain: list[QARecord]) -> tuple[float, dict]:
     """``--alpha auto``: sweep α on held-out probes (never training or test items) and pick by the rule
@@ -176,7 +159,7 @@ def choose_alpha(cfg: UnlearnConfig, model, tokenizer, base_dir: str, probes: li
     if not probe_items:
         raise ConfigError("--alpha auto: no held-out probe items (generation made none; pass --probe)")
     retain_items = list(retain)[:32]
-    points = sweep(model, tokenizer, None if cfg.lora else base_dir, AUTO_ALPHAS, probe_items, retain_items)
+    points = sweep(model, tokenizer, base_dir, AUTO_ALPHAS, probe_items, retain_items)
     chosen, rule = select_alpha(points)
     log.info("--alpha auto selected alpha = %.2f", chosen)
     return chosen, {"chosen": chosen, "rule": rule, "curve": [p.as_dict() for p in points],
@@ -259,7 +242,7 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
     if alpha == "auto":
         alpha, auto_record = choose_alpha(cfg, model, tokenizer, base_weights_dir(start_spec), probes, auto_retain)
     if isinstance(alpha, float):
-        model = apply_average(model, alpha, base_weights_dir(start_spec), cfg.lora)
+        model = average_model(model, alpha, base_weights_dir(start_spec), cfg.lora)
     elif cfg.lora:
         model = model.merge_and_unload()
     timings["averaging"] = time.time() - t

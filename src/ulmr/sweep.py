@@ -1,7 +1,8 @@
 """The α sweep: what each averaging weight costs, and choosing α automatically.
 
-For each α, p_u = p_θ + α·(p_f − p_θ) is built in memory (full weights: from two state dicts; LoRA:
-by scaling the adapter, nothing merged) and measured on quick held-out probes:
+For each α, p_u = p_θ + α·(p_f − p_θ) is built in memory by :class:`ulmr.merge.Interpolator` (full
+weights: from copies of p_f and p_θ; LoRA: by scaling the adapter, nothing merged) and measured on quick
+held-out probes:
 
 - **forget (probe)**: ROUGE-L recall and answer probability on held-out paraphrases of the forget
   questions — never the rewrites used in training;
@@ -20,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 from .data.records import QARecord
 from .errors import ConfigError
+from .merge import Interpolator
 
 log = logging.getLogger(__name__)
 
@@ -70,42 +70,6 @@ def select_alpha(points: Sequence[SweepPoint], tolerance: float = 0.95) -> tuple
         return smallest, rule + " (no α met the constraints: smallest α taken)"
     best = min(ok, key=lambda p: (round(p.probe_rouge, 6), p.alpha))
     return best.alpha, rule
-
-
-class Interpolator:
-    """Sets a model's weights to p_θ + α·(p_f − p_θ) for any α, without writing anything to disk."""
-
-    def __init__(self, finetuned, base_dir: str | Path | None = None):
-        self.model = finetuned
-        self.lora = hasattr(finetuned, "peft_config")
-        if self.lora:
-            from peft.tuners.lora import LoraLayer
-
-            self.layers = [m for m in finetuned.modules() if isinstance(m, LoraLayer)]
-            self.scaling = [dict(m.scaling) for m in self.layers]
-        else:
-            from .merge import iter_base_tensors
-
-            sd = finetuned.state_dict()
-            self.ft = {k: v.detach().clone() for k, v in sd.items()}
-            self.base = {k: v for k, v in iter_base_tensors(base_dir) if k in sd}
-            missing = [k for k in sd if k not in self.base and sd[k].is_floating_point()]
-            tied = getattr(finetuned.config, "tie_word_embeddings", False)
-            missing = [k for k in missing if not (tied and k.endswith("lm_head.weight"))]
-            if missing:
-                raise ConfigError(f"cannot interpolate: base model lacks {missing[0]} (different architecture?)")
-
-    @torch.no_grad()
-    def set(self, alpha: float) -> None:
-        if self.lora:
-            for layer, orig in zip(self.layers, self.scaling):
-                for name, s in orig.items():
-                    layer.scaling[name] = s * alpha
-            return
-        params = self.model.state_dict()
-        for k, b in self.base.items():
-            f = self.ft[k]
-            params[k].copy_((b.float() + alpha * (f.float() - b.float())).to(f.dtype))
 
 
 def measure_point(model, tokenizer, alpha: float, probe: list[QARecord], retain: list[QARecord],

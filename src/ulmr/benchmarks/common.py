@@ -153,14 +153,15 @@ def train_model(start: str | Path, forget: Sequence[Any], retain: Sequence[Any] 
     """Load ``start``, train it with ``tcfg`` (a :class:`ulmr.train.TrainConfig`) and, with ``alpha``, average
     it back towards ``start`` (ULMR's p_u = α·p_f + (1−α)·p_θ). Returns (model in eval mode, tokenizer, TrainResult)."""
     from ..models import load
-    from ..pipeline import apply_average, base_weights_dir
+    from ..merge import average_model
+    from ..models import base_weights_dir
     from ..train import train_unlearn
 
     model, tok = load(str(start))
     res = train_unlearn(model, tok, forget, retain, tcfg, work, resume=True)
     model = res.model
     if alpha is not None:
-        model = apply_average(model, alpha, base_weights_dir(str(start)), tcfg.lora)
+        model = average_model(model, alpha, base_weights_dir(str(start)), tcfg.lora)
     elif tcfg.lora:
         model = model.merge_and_unload()
     if not keep_work:
