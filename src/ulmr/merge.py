@@ -1,9 +1,10 @@
 """Parameter averaging: p_u = α·p_f + (1−α)·p_θ (the paper's step 6), for full weights and for LoRA.
 
 Written as p_u = p_θ + α·(p_f − p_θ), the same formula covers task-vector extrapolation (α > 1), which is
-allowed only when asked for. Base weights are streamed from the base model's safetensors files one
-tensor at a time, so no second full model is held in memory. For LoRA the update p_f − p_θ is the
-adapter's delta, so averaging is scaling the adapter by α and merging it.
+allowed only when asked for. To save a model, base weights are streamed from the base model's safetensors
+files one tensor at a time, so no second full model is held in memory (the sweep's :class:`Interpolator`
+keeps both, to set any α again). For LoRA the update p_f − p_θ is the adapter's delta, so averaging is
+scaling the adapter by α and merging it.
 
 One formula (:func:`interpolate`), one tied-weight rule (:func:`paired_base_tensors`) and one LoRA
 scaling (:func:`scale_adapters`) serve ``ulmr merge``, the pipeline (:func:`average_model`) and the α sweep
