@@ -118,7 +118,7 @@ class UnlearnConfig(GenerationOptions):
         return self
 
     def effective_alpha(self) -> float | str | None:
-        """ULMR averages at 0.5 by default (the paper); other methods only when --alpha is given."""
-        if self.alpha is None and self.method == "ulmr":
-            return 0.5
-        return self.alpha
+        """``--alpha``, else the method's ``default_alpha`` (ULMR: 0.5, the paper; others: None, no averaging)."""
+        from .methods.registry import method_class
+
+        return method_class(self.method).default_alpha if self.alpha is None else self.alpha

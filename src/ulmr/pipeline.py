@@ -28,6 +28,7 @@ from .config import UnlearnConfig
 from .data.records import QARecord, load_qa
 from .errors import ConfigError
 from .merge import average_into, check_alpha, scale_lora
+from .methods.registry import method_class
 from .models import cached_model_dir, load, resolve_model, save_model
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,8 @@ def versions() -> dict[str, str]:
     import peft
     import transformers
 
-    return {
-        "ulmr": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "python": platform.python_version(),
-    }
+    return dict(ulmr=__version__, torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__,
+                python=platform.python_version())
 
 
 # --------------------------------------------------------------------------- stages
@@ -120,7 +116,7 @@ def load_retain(cfg: UnlearnConfig, model, tokenizer, model_dir: str, n_rows: in
     (training rows x epochs)."""
     if cfg.retain:
         return load_qa(cfg.retain, cfg.question_field, cfg.answer_field), "user"
-    if cfg.anchor == "builtin" and cfg.method != "ga":
+    if cfg.anchor == "builtin" and method_class(cfg.method).retain != "never":
         log.info("no --retain given: using the built-in anchor set (general questions with the base model's own answers)")
         return anchor_set(model, tokenizer, model_dir, n=n_rows), "builtin-anchor"
     return None, "none"
@@ -190,7 +186,7 @@ def _check_output(cfg: UnlearnConfig) -> None:
 
 
 def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True) -> RunResult:
-    """Run generation (ULMR only), training, averaging and saving; returns where the model is.
+    """Run generation (methods that train on D_fr), training, averaging and saving; returns where the model is.
 
     ``generate_dfr=False`` trains on the forget file as given (an existing D_fr); ``average=False``
     saves p_f itself (the ``ulmr train`` stage).
@@ -198,21 +194,22 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
     t0 = time.time()
     timings: dict[str, float] = {}
     _check_output(cfg)
+    method = method_class(cfg.method)
     alpha = cfg.effective_alpha() if average else None
-    if alpha == "auto" and cfg.method != "ulmr" and not cfg.probe:
+    if alpha == "auto" and not method.generates_dfr and not cfg.probe:
         raise ConfigError("--alpha auto needs held-out probe items: pass --probe QA_FILE (ulmr generates them itself)")
     if isinstance(alpha, float):
         check_alpha(alpha, cfg.allow_extrapolation)
     records = load_qa(cfg.forget, cfg.question_field, cfg.answer_field)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed and cfg.method == "ulmr" and generate_dfr:
+    if distributed and method.generates_dfr and generate_dfr:
         raise ConfigError("under accelerate launch, build D_fr first with `ulmr generate`, then run `ulmr train --data D_FR.jsonl`")
     work = work_dir_for(cfg.out)
     if cfg.fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
 
-    start_spec = cfg.base if (cfg.method == "retrain" and cfg.base) else cfg.model
+    start_spec = cfg.base if (method.starts_from_base and cfg.base) else cfg.model
     resolve_model(start_spec)
     t = time.time()
     model, tokenizer = load(start_spec, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
@@ -222,7 +219,7 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
     gen_stats: dict[str, Any] = {}
     rows: list[dict] = []
     probes: list[dict] = []
-    if cfg.method == "ulmr" and generate_dfr:
+    if method.generates_dfr and generate_dfr:
         t = time.time()
         result = run_generation(cfg, records, model, tokenizer, work)
         rows, probes, gen_stats = result.rows, result.probes, result.stats

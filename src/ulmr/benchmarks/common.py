@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..atomic import atomic_dir, write_json, write_text
 from ..eval.report import Table, fmt, markdown, print_table
+from ..methods.registry import display_name, method_class
 from ..progress import console
 
 log = logging.getLogger("ulmr.bench")
@@ -196,11 +197,18 @@ def ulmr_term(answer_weight: float | None) -> str:
     return f"answer term γ {gamma:g}" if gamma else "no answer term (the paper's SFT)"
 
 
-def dfr_note(trainings: Sequence[dict[str, Any] | None]) -> str | None:
-    """A table note on ULMR's D_fr: rows and template fallbacks per run (None when no run reported them)."""
+def dfr_note(label: str, trainings: Sequence[dict[str, Any] | None]) -> str | None:
+    """A table note on a method's D_fr: rows and template fallbacks per run (None when no run reported them)."""
     parts = [f"{t['d_fr_rows']} rows, template fallbacks: rewrites {t['fallback_rewrites']}, negatives {t['fallback_negatives']}"
              for t in trainings if t and "fallback_rewrites" in t]
-    return ("ULMR D_fr (per run): " + "; ".join(dict.fromkeys(parts)) + ".") if parts else None
+    return (f"{label} D_fr (per run): " + "; ".join(dict.fromkeys(parts)) + ".") if parts else None
+
+
+def dfr_notes(methods: Sequence[str], done: Mapping[str, Sequence[dict[str, Any]]]) -> list[str]:
+    """:func:`dfr_note` for every finished method that trains on a generated D_fr."""
+    notes = [dfr_note(display_name(m), [r.get("training") for r in done[m]])
+             for m in methods if m in done and method_class(m).generates_dfr]
+    return [n for n in notes if n]
 
 
 def equal_steps(n_items: int, batch_size: int, grad_accum: int, epochs: float) -> int:

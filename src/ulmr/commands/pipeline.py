@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..methods.registry import method_names
 from ..progress import console
 from .common import CONFIG_OPTION, build_config
 
@@ -17,7 +18,7 @@ QFIELD = typer.Option("question", help="Name of the question column.")
 AFIELD = typer.Option("answer", help="Name of the answer column.")
 RETAIN = typer.Option(None, "--retain", "-r", help="Retain set (same formats); mixed into training with its true answers.")
 ANCHOR = typer.Option("builtin", help="Without --retain: 'builtin' (general questions answered by the base model) or 'none' (with --answer-weight 0: the paper's exact recipe).")
-METHOD = typer.Option("ulmr", help="Unlearning method: ulmr, ga, graddiff, kl, dpo, npo, retrain.")
+METHOD = typer.Option("ulmr", help=f"Unlearning method: {', '.join(method_names())}.")
 REWRITES = typer.Option(2, "--num-rewrites", "-k", help="Rewrites per instruction (the paper: 2).")
 MODE = typer.Option("refusal", help="Negative responses: 'refusal' or 'counterfactual' (plausible but wrong).")
 REWRITE_PROMPT = typer.Option("rewrite", help="Rewrite prompt: built-in name or path to a YAML prompt file.")
@@ -58,7 +59,7 @@ OVERWRITE = typer.Option(False, help="Replace an existing output directory.")
 FRESH = typer.Option(False, help="Ignore cached generations and checkpoints of an interrupted run; start over.")
 TRC = typer.Option(False, help="Allow custom model code from the hub (off by default).")
 PICKLE = typer.Option(False, help="Allow loading pickle (.bin) checkpoints; safetensors only by default.")
-BASE = typer.Option(None, help="For 'retrain': the base model to start from when --model is a fine-tuned target.")
+BASE = typer.Option(None, help="For methods that start from the base model (retrain): the base model, when --model is a fine-tuned target.")
 OUT = typer.Option(..., "--out", "-o", help="Output directory.")
 VERIFY = typer.Option(False, "--verify", help="After saving, check whether the forgotten knowledge comes back (ulmr verify; report in OUT/verify).")
 PROBE = typer.Option(None, help="Held-out QA file (paraphrased forget questions) for --alpha auto and --verify (default: the generated probe rewrites).")
