@@ -262,6 +262,11 @@ def aggregate(name: str, role: str, runs: Sequence[Mapping[str, Any]], info: dic
     return Row(name, role, means, spread, len(runs), info or {})
 
 
+def method_rows(methods: Sequence[str], runs_of: Callable[[str], Sequence[Mapping[str, Any]]]) -> list[Row]:
+    """One table row per method, named by its display name, from ``runs_of(method)`` (its per-seed results)."""
+    return [aggregate(display_name(m), "method", runs_of(m)) for m in methods]
+
+
 def mean_metrics(results: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
     """Key-wise mean of flat metric dicts (averaging over targets)."""
     out: dict[str, float | None] = {}

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
-from ..methods.registry import display_name, method_class, method_names
+from ..methods.registry import method_class, method_names
 from . import common
 from .common import Column, Job, Scatter, StageStore
 from .rwku_data import target_dir
@@ -265,7 +265,7 @@ def run_rwku_bench(cfg: RwkuBenchConfig, show: bool = True) -> dict[str, Any]:
                 for s in range(seeds)]
 
     rows = [common.aggregate("Before", "reference", per_seed("before", 1))]
-    rows += [common.aggregate(display_name(m), "method", per_seed(m, cfg.seeds)) for m in cfg.methods]
+    rows += common.method_rows(cfg.methods, lambda m: per_seed(m, cfg.seeds))
     subjects = [done["before"][i]["subject"] for i in range(len(cfg.targets))]
     n0 = done["before"][0]["n"]
     notes = [

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
-from ..methods.registry import display_name, method_class, method_names
+from ..methods.registry import method_class, method_names
 from ..methods.retrain import Retrain
 from . import common
 from .common import Column, Job, Scatter, StageStore
@@ -286,7 +286,7 @@ def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
     done = common.run_jobs(store, jobs)
     timings.update(store.timings)
     rows = [common.aggregate("Base (target)", "reference", [tgt]), common.aggregate(Retrain.display_name, "reference", [ref])]
-    rows += [common.aggregate(display_name(m), "method", done[m]) for m in cfg.methods if not method_class(m).starts_from_base]
+    rows += common.method_rows([m for m in cfg.methods if not method_class(m).starts_from_base], lambda m: done[m])
     n = ref["n"]
     caps = ", ".join(f"{t} {n[s]}" for s, t in zip(SETS, ("Forget", "Retain", "Real Authors", "World Facts")))
     notes = [
