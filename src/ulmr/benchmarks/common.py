@@ -3,7 +3,8 @@
 - settings keys: a short hash of the settings that determine a result (cache keys, stage names);
 - :func:`cached_model`: a trained model saved once under the cache dir, keyed by its settings, reused later;
 - :class:`StageStore`: one JSON result file per finished stage; a rerun skips every stage that has its file;
-- :func:`train_model` / :func:`ulmr_forget_rows`: one unlearning run (with ULMR's generation + averaging);
+- :func:`train_model` / :func:`dfr_rows`: one unlearning run through the stage functions of ``ulmr unlearn``
+  (:mod:`ulmr.pipeline`: generation, training, averaging);
 - :func:`run_jobs` + :func:`aggregate`: the per-method, per-seed loop and its mean / spread;
 - :func:`write_outputs`: results.json, results.csv, results.md and the PNG scatter, all written atomically.
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..atomic import atomic_dir, write_json, write_text
+from ..config import BackendConfig, GenerateConfig, TrainConfig
 from ..eval.report import Table, fmt, markdown, print_table
 from ..methods.registry import display_name, method_class
 from ..progress import console
@@ -149,41 +151,36 @@ def cached_model(root: Path, label: str, settings: Mapping[str, Any], build: Cal
     return final
 
 
-def train_model(start: str | Path, forget: Sequence[Any], retain: Sequence[Any] | None, tcfg, work: Path,
+def train_model(start: str | Path, forget: Sequence[Any], retain: Sequence[Any] | None, tcfg: TrainConfig, work: Path,
                 alpha: float | None = None, keep_work: bool = False):
-    """Load ``start``, train it with ``tcfg`` (a :class:`ulmr.train.TrainConfig`) and, with ``alpha``, average
-    it back towards ``start`` (ULMR's p_u = α·p_f + (1−α)·p_θ). Returns (model in eval mode, tokenizer, TrainResult)."""
+    """Load ``start``, train it with ``tcfg`` and, with ``alpha``, average it back towards ``start``
+    (p_u = α·p_f + (1−α)·p_θ): the training and averaging stages of ``ulmr unlearn``.
+    Returns (model in eval mode, tokenizer, TrainResult)."""
     from ..models import load
-    from ..pipeline import apply_average, base_weights_dir
+    from ..pipeline import finish_weights
     from ..train import train_unlearn
 
     model, tok = load(str(start))
     res = train_unlearn(model, tok, forget, retain, tcfg, work, resume=True)
-    model = res.model
-    if alpha is not None:
-        model = apply_average(model, alpha, base_weights_dir(str(start)), tcfg.lora)
-    elif tcfg.lora:
-        model = model.merge_and_unload()
+    model = finish_weights(res.model, alpha, str(start), tcfg.lora)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return model.eval(), tok, res
 
 
-def ulmr_forget_rows(records: Sequence[Any], model, tokenizer, work: Path, model_spec: str, max_new_tokens: int = 64,
-                     batch_size: int = 16) -> tuple[list[dict], dict[str, Any]]:
-    """D_fr for ``records`` (QARecords) with ``model`` as the generator: the pipeline's generation stage,
-    resumable through ``work/generation_cache.jsonl``. Seed 0, so every unlearning seed trains on the same D_fr.
+def dfr_rows(records: Sequence[Any], model, tokenizer, work: Path, max_new_tokens: int = 64,
+             batch_size: int = 16) -> tuple[list[dict], dict[str, Any]]:
+    """D_fr for ``records`` (QARecords) with ``model`` as the generator: the generation stage of ``ulmr unlearn``
+    at its default options, resumable through ``work/generation_cache.jsonl``. Seed 0, so every unlearning seed
+    trains on the same D_fr.
 
     Returns the rows and what to report about them: row count and how many rewrites / negative responses fell
     back to templates (a generator that no longer follows the prompts makes D_fr all templates)."""
-    from ..config import UnlearnConfig
-    from ..pipeline import run_generation
+    from ..pipeline import make_backend, run_generation
 
-    cfg = UnlearnConfig(model=model_spec, forget="(bench)", out=work, seed=0, max_new_tokens=max_new_tokens,
-                        gen_batch_size=batch_size)
-    work.mkdir(parents=True, exist_ok=True)
-    res = run_generation(cfg, list(records), model, tokenizer, work)
-    n_items, k = len(records), cfg.num_rewrites
+    gen = GenerateConfig(seed=0, max_new_tokens=max_new_tokens, gen_batch_size=batch_size)
+    res = run_generation(gen, list(records), make_backend(BackendConfig(), model, tokenizer), work)
+    n_items, k = len(records), gen.num_rewrites
     info = {"d_fr_rows": len(res.rows), "fallback_rewrites": f"{res.stats['fallback_rewrites']}/{n_items * (k + 1)}",
             "fallback_negatives": f"{res.stats['fallback_negatives']}/{n_items * (k + 1)}"}
     return res.rows, info

@@ -23,6 +23,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..config import TrainConfig
 from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
 from ..methods.registry import method_class, method_names
@@ -171,11 +172,9 @@ def evaluate(model, tok, cfg: RwkuBenchConfig, target: int) -> dict[str, Any]:
     return {"metrics": flat_metrics(res), "n": res["n"], "subject": res["subject"], "forget_examples": examples}
 
 
-def _train_config(cfg: RwkuBenchConfig, method: str, seed: int, steps: int):
-    from ..train import TrainConfig
-
+def _train_config(cfg: RwkuBenchConfig, method: str, seed: int, steps: int) -> TrainConfig:
     return TrainConfig(method=method, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-                       max_steps=steps, seed=seed, max_length=cfg.max_length, lora=cfg.lora, save_steps=0, keep_checkpoints=False,
+                       max_steps=steps, seed=seed, max_length=cfg.max_length, lora=cfg.lora, checkpoint_steps=0, keep_checkpoints=False,
                        answer_weight=cfg.answer_weight if method_class(method).uses_original else None)
 
 
@@ -195,8 +194,8 @@ def unlearn_job(cfg: RwkuBenchConfig, method: str, seed: int, target: int, base:
         if cls.generates_dfr:
             model, tok = load(base)
             records = reject_records(folder, cfg.limit_train, model, tok, cfg.answer_tokens, cfg.eval_batch_size)
-            forget, info = common.ulmr_forget_rows(records, model, tok, out / "work" / f"t{target}-ulmr-generation", cfg.model,
-                                                   cfg.gen_max_new_tokens, cfg.eval_batch_size)
+            forget, info = common.dfr_rows(records, model, tok, out / "work" / f"t{target}-ulmr-generation",
+                                           cfg.gen_max_new_tokens, cfg.eval_batch_size)
             del model
         elif cls.needs_preferred:
             forget = dpo_items(folder, subject, rows)

@@ -22,6 +22,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..config import TrainConfig
 from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
 from ..methods.registry import method_class, method_names
@@ -142,13 +143,11 @@ def _data_key(cfg: TofuBenchConfig) -> str:
 
 
 # --------------------------------------------------------------------------- models
-def _train_config(cfg: TofuBenchConfig, method: str, seed: int, *, finetune: bool, max_steps: int = -1):
-    from ..train import TrainConfig
-
+def _train_config(cfg: TofuBenchConfig, method: str, seed: int, *, finetune: bool, max_steps: int = -1) -> TrainConfig:
     p = "ft_" if finetune else ""
     return TrainConfig(method=method, lr=cfg.get(f"{p}lr"), epochs=cfg.get(f"{p}epochs"), batch_size=cfg.get(f"{p}batch_size"),
                        grad_accum=cfg.get(f"{p}grad_accum"), max_steps=max_steps, seed=seed, max_length=cfg.max_length,
-                       lora=cfg.lora and not finetune, save_steps=None if finetune else 0, keep_checkpoints=False,
+                       lora=cfg.lora and not finetune, checkpoint_steps=None if finetune else 0, keep_checkpoints=False,
                        answer_weight=cfg.answer_weight if method_class(method).uses_original and not finetune else None)
 
 
@@ -230,8 +229,8 @@ def unlearn_job(cfg: TofuBenchConfig, method: str, seed: int, target: Path, forg
         if cls.generates_dfr:
             generator = str(target) if cfg.generator == "target" else cached_model_dir(cfg.model)
             gen_model, gen_tok = load(generator)
-            forget_items, info = common.ulmr_forget_rows(forget, gen_model, gen_tok, out / "work" / f"ulmr-generation{_gen_suffix(cfg)}",
-                                                         generator, cfg.gen_max_new_tokens, cfg.eval_batch_size)
+            forget_items, info = common.dfr_rows(forget, gen_model, gen_tok, out / "work" / f"ulmr-generation{_gen_suffix(cfg)}",
+                                                 cfg.gen_max_new_tokens, cfg.eval_batch_size)
             info["generator"] = cfg.generator
             del gen_model
             from ..atomic import write_jsonl

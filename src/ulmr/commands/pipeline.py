@@ -111,18 +111,18 @@ def generate_cmd(
 
     Resumable: rerunning the same command reuses finished rows (cache in OUT/generation_cache.jsonl)."""
     from ..atomic import write_json, write_jsonl
-    from ..config import UnlearnConfig
+    from ..config import BackendConfig, GenerateConfig, UnlearnConfig
     from ..data.records import load_qa
     from ..models import load
-    from ..pipeline import run_generation
+    from ..pipeline import make_backend, run_generation
 
     cfg = build_config(UnlearnConfig, ctx, config, dict(locals()))
     records = load_qa(cfg.forget, cfg.question_field, cfg.answer_field)
     # make_backend loads a separate --generator itself; the model is needed only when it is the generator.
     own = cfg.backend == "local" and not (cfg.generator and cfg.generator != cfg.model)
     m, tok = load(cfg.model, trust_remote_code=cfg.trust_remote_code) if own else (None, None)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    res = run_generation(cfg, records, m, tok, cfg.out)
+    backend = make_backend(cfg.stage(BackendConfig), m, tok, cfg.model, cfg.trust_remote_code, cfg.allow_pickle)
+    res = run_generation(cfg.stage(GenerateConfig), records, backend, cfg.out)
     write_jsonl(cfg.out / "d_fr.jsonl", res.rows)
     write_jsonl(cfg.out / "probe.jsonl", res.probes)
     write_json(cfg.out / "generation_stats.json", res.stats)

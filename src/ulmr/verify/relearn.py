@@ -63,7 +63,7 @@ def relearn(model, tokenizer, train: Sequence[QARecord], steps: int = 10, lr: fl
 
     cfg = TrainConfig(
         method=Retrain.name, lr=lr, max_steps=steps, epochs=1.0, batch_size=min(batch_size, len(train)),
-        lr_scheduler="constant", warmup_ratio=0.0, save_steps=0, keep_checkpoints=False, logging_steps=1,
+        lr_scheduler="constant", warmup_ratio=0.0, checkpoint_steps=0, keep_checkpoints=False, logging_steps=1,
         seed=seed, num_threads=torch.get_num_threads(),
     )
     counter = _StepCounter()
