@@ -71,7 +71,7 @@ def main() -> None:
         for bs, reuse in settings:
             backend = TimedBackend(model, tok, reuse_prefix=reuse)
             t = time.perf_counter()
-            res = restructure(records, backend, GenerateConfig(batch_size=bs), cache_path=None)
+            res = restructure(records, backend, GenerateConfig(gen_batch_size=bs), cache_path=None)
             s = time.perf_counter() - t
             runs[(bs, reuse)].append({"seconds": s, "rows": [_row_key(r) for r in res.rows], "stats": res.stats, "calls": backend.calls})
             print(f"repeat {rep} batch {bs:>3} prefix reuse {'on ' if reuse else 'off'}: {s:7.1f} s  "

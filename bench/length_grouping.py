@@ -70,7 +70,7 @@ def padding_figures(fmt: ChatFormat, forget, retain, sizes: list[int], seeds: in
 
 def timed_epoch(forget, retain, grouped: bool, batch_size: int, threads: int) -> dict:
     model, tok = load("smollm2-135m")
-    cfg = TrainConfig(method="graddiff", epochs=1, lr=1e-5, batch_size=batch_size, save_steps=0, num_threads=threads,
+    cfg = TrainConfig(method="graddiff", epochs=1, lr=1e-5, batch_size=batch_size, checkpoint_steps=0, num_threads=threads,
                       group_by_length=grouped)
     with tempfile.TemporaryDirectory() as d:
         res = train_unlearn(model, tok, forget, retain, cfg, Path(d))

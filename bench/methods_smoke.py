@@ -52,7 +52,7 @@ def main() -> None:
     lines = []
     for name in args.methods.split(","):
         out = Path(args.out) / name
-        cfg = TrainConfig(method=name, epochs=1, save_steps=0, logging_steps=1)
+        cfg = TrainConfig(method=name, epochs=1, checkpoint_steps=0, logging_steps=1)
         start = time.perf_counter()
         res = train_unlearn(copy.deepcopy(base), tok, d_fr if name == "ulmr" else forget, retain, cfg, out)
         train_s = time.perf_counter() - start

@@ -26,7 +26,7 @@ lora, steps, data = sys.argv[1] == "lora", int(sys.argv[2]), sys.argv[3]
 m, tok = load("smollm2-135m")
 recs = load_qa(data)[:16]
 with tempfile.TemporaryDirectory() as d:
-    r = train_unlearn(m, tok, recs, None, TrainConfig(method="ulmr", max_steps=steps, lora=lora, batch_size=4, save_steps=0), d)
+    r = train_unlearn(m, tok, recs, None, TrainConfig(method="ulmr", max_steps=steps, lora=lora, batch_size=4, checkpoint_steps=0), d)
 print(json.dumps({"steps": r.steps, "tokens": r.train_tokens, "seconds": r.seconds}))
 """
 

@@ -38,7 +38,7 @@ def live_reference_variant(name: str) -> str:
 
 
 def run(model, tok, forget, retain, method: str, epochs: float, threads: int) -> tuple[float, list[float], int]:
-    cfg = TrainConfig(method=method, epochs=epochs, save_steps=0, logging_steps=1, num_threads=threads, keep_checkpoints=False)
+    cfg = TrainConfig(method=method, epochs=epochs, checkpoint_steps=0, logging_steps=1, num_threads=threads, keep_checkpoints=False)
     with tempfile.TemporaryDirectory() as d:
         start = time.perf_counter()
         res = train_unlearn(copy.deepcopy(model), tok, forget, retain, cfg, Path(d))

@@ -78,7 +78,7 @@ def run_trainer(base, tok, items, args) -> tuple[dict[str, float], list]:
     RecordingCollator.batches = []
     timer = StepTimer()
     cfg = TrainConfig(method="ulmr", epochs=1, max_steps=args.steps, batch_size=args.batch_size, lr=1e-5,
-                      save_steps=0, logging_steps=args.steps, num_threads=args.threads)
+                      checkpoint_steps=0, logging_steps=args.steps, num_threads=args.threads)
     model = copy.deepcopy(base)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()

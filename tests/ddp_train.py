@@ -24,7 +24,7 @@ def main() -> None:
     model_dir, out = sys.argv[1], Path(sys.argv[2])
     method = sys.argv[3] if len(sys.argv) > 3 else "graddiff"
     model, tok = load(model_dir)
-    cfg = TrainConfig(method=method, epochs=1, batch_size=2, lr=1e-3, logging_steps=1, save_steps=1)
+    cfg = TrainConfig(method=method, epochs=1, batch_size=2, lr=1e-3, logging_steps=1, checkpoint_steps=1)
     res = train_unlearn(model, tok, FORGET, RETAIN, cfg, out)
     if res.is_main_process:
         res.model.save_pretrained(out / "model", safe_serialization=True)

@@ -229,7 +229,7 @@ class Scripted:
 def test_restructure_regenerates_only_missing_slots_in_batches(qa_file, tmp_path):
     recs = load_qa(qa_file)
     be = Scripted()
-    res = restructure(recs, be, GenerateConfig(num_rewrites=2, batch_size=64), tmp_path / "c.jsonl")
+    res = restructure(recs, be, GenerateConfig(num_rewrites=2, gen_batch_size=64), tmp_path / "c.jsonl")
     assert len(res.rows) == 9 and len(res.probes) == 3
     # round 1: 9 rewrite slots all rejected, round 2: the same 9; negatives: 9, then 9 leaks regenerated
     assert be.calls[:2] == [9, 9]
@@ -247,7 +247,7 @@ def test_restructure_regenerates_only_missing_slots_in_batches(qa_file, tmp_path
 
 
 def _cfg(**kw) -> GenerateConfig:
-    base = dict(num_rewrites=2, max_new_tokens=6, batch_size=4, max_tries=2, seed=3)
+    base = dict(num_rewrites=2, max_new_tokens=6, gen_batch_size=4, max_tries=2, seed=3)
     return GenerateConfig(**(base | kw))
 
 
@@ -326,7 +326,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny, qa_file, tmp_
 
 def test_counterfactual_mode_and_no_probe(tiny, qa_file, tmp_path):
     recs = load_qa(qa_file)
-    res = restructure(recs, LocalBackend(*tiny), _cfg(mode="counterfactual", probe=False, num_rewrites=1, max_tries=1), None)
+    res = restructure(recs, LocalBackend(*tiny), _cfg(mode="counterfactual", probe_rewrites=False, num_rewrites=1, max_tries=1), None)
     assert len(res.rows) == 6 and res.probes == []
     assert all(r["prompt"] == "negative_counterfactual" for r in res.rows)
     for row in res.rows:

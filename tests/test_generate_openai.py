@@ -78,7 +78,7 @@ def test_api_key_is_sent_but_never_logged_stored_or_raised(local, qa_file, tmp_p
     cache = tmp_path / "cache.jsonl"
     with serve_openai(local, fail_first=2, fail_status=503) as srv, caplog.at_level(logging.DEBUG):
         backend = _backend(srv.url, max_workers=2)
-        cfg = GenerateConfig(num_rewrites=1, max_new_tokens=4, batch_size=8, max_tries=1)
+        cfg = GenerateConfig(num_rewrites=1, max_new_tokens=4, gen_batch_size=8, max_tries=1)
         res = restructure(load_qa(qa_file), backend, cfg, cache)
     assert srv.auth_headers and all(h == f"Bearer {SECRET}" for h in srv.auth_headers)
     assert len(res.rows) == 6

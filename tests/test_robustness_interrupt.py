@@ -123,7 +123,7 @@ def test_kill_mid_training_resumes_from_checkpoint_with_identical_weights(tiny_m
 
 
 def test_fresh_ignores_cached_generations_and_checkpoints(tiny_model_dir, tmp_path, monkeypatch):
-    import ulmr.train
+    import ulmr.pipeline
     from ulmr import unlearn
 
     forget = write_forget(tmp_path / "forget.jsonl", 2)
@@ -135,7 +135,7 @@ def test_fresh_ignores_cached_generations_and_checkpoints(tiny_model_dir, tmp_pa
         raise KeyboardInterrupt  # as if stopped right after generation
 
     with monkeypatch.context() as m:
-        m.setattr(ulmr.train, "train_unlearn", interrupted)
+        m.setattr(ulmr.pipeline, "train_unlearn", interrupted)
         with pytest.raises(KeyboardInterrupt):
             unlearn(str(tiny_model_dir), forget, out, **opts)
     work = _work(out)

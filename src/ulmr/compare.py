@@ -16,6 +16,7 @@ from .atomic import write_json, write_text
 from .data.records import load_qa
 from .errors import ConfigError
 from .eval.report import Table, fmt, markdown, print_table
+from .methods.registry import method_class
 from .progress import console
 
 
@@ -41,8 +42,9 @@ def compare(model: str, forget: str, methods: list[str], out: Path, retain: str 
     from .pipeline import unlearn
 
     records = load_qa(forget)
-    if "retrain" in methods and not retain:
-        raise ConfigError("method 'retrain' needs --retain (it fine-tunes on the retain set only)")
+    retain_only = [m for m in methods if not method_class(m).uses_forget]
+    if retain_only and not retain:
+        raise ConfigError(f"method '{retain_only[0]}' needs --retain (it fine-tunes on the retain set only)")
     steps = steps or equal_steps(len(records), num_rewrites, batch_size, 1, epochs)
     sets = {"forget": records}
     if probe:

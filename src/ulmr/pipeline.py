@@ -1,7 +1,9 @@
 """The ULMR pipeline end to end: forget set → D_fr (rewrites + negatives) → SFT → α-average → save.
 
-Each stage is a function the CLI's stage commands (``generate``, ``train``, ``merge``) reuse, and
-:func:`unlearn` chains them. Work in progress (generation cache, training checkpoints) lives in a work
+Each stage is a function taking its own stage's options (:mod:`ulmr.config`): :func:`make_backend` +
+:func:`run_generation` (``GenerateConfig``), :func:`ulmr.train.train_unlearn` (``TrainConfig``) and
+:func:`finish_weights` (α). :func:`unlearn` chains them; the CLI's stage commands (``generate``, ``train``,
+``merge``) and the benchmarks (:mod:`ulmr.benchmarks.common`) call the same functions. Work in progress (generation cache, training checkpoints) lives in a work
 directory beside the output, ``.<out>.work``, so rerunning an interrupted command resumes; the output
 directory appears in one rename when everything is done.
 """
@@ -24,11 +26,16 @@ import torch
 from .version import __version__
 from .anchor import anchor_set
 from .atomic import atomic_dir, write_json, write_jsonl
-from .config import UnlearnConfig
+from .config import BackendConfig, GenerateConfig, TrainConfig, UnlearnConfig
 from .data.records import QARecord, load_qa
 from .errors import ConfigError
+from .generate.backends import Backend, LocalBackend, OpenAIBackend
+from .generate.restructure import RestructureResult, restructure
 from .merge import average_model, check_alpha
+from .methods.base import Method
+from .methods.registry import method_class
 from .models import base_weights_dir, cached_model_dir, load, resolve_model, save_model
+from .train import TrainResult, planned_epochs, train_unlearn
 
 log = logging.getLogger(__name__)
 
@@ -62,25 +69,20 @@ def versions() -> dict[str, str]:
     import peft
     import transformers
 
-    return {
-        "ulmr": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "python": platform.python_version(),
-    }
+    return dict(ulmr=__version__, torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__,
+                python=platform.python_version())
 
 
 # --------------------------------------------------------------------------- stages
-def make_backend(cfg: UnlearnConfig, model, tokenizer):
-    """The generator of the rewrites and negative responses: the model itself by default."""
-    from .generate.backends import LocalBackend, OpenAIBackend
-
+def make_backend(cfg: BackendConfig, model, tokenizer, model_spec: str | None = None, trust_remote_code: bool = False,
+                 allow_pickle: bool = False) -> Backend:
+    """The generator of the rewrites and negative responses: ``model`` itself (the model ``model_spec`` names)
+    by default, else a separate ``--generator``, a cast copy (``--generator-dtype``) or an OpenAI-compatible server."""
     if cfg.backend == "openai":
         return OpenAIBackend(base_url=cfg.openai_base_url, model=cfg.openai_model, api_key_env=cfg.api_key_env)
     dtype = getattr(torch, cfg.generator_dtype) if cfg.generator_dtype else None
-    if cfg.generator and cfg.generator != cfg.model:
-        gen_model, gen_tok = load(cfg.generator, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
+    if cfg.generator and cfg.generator != model_spec:
+        gen_model, gen_tok = load(cfg.generator, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
                                   dtype=dtype or torch.float32)
         return LocalBackend(gen_model, gen_tok)
     if dtype is not None and dtype != model.dtype:
@@ -89,64 +91,33 @@ def make_backend(cfg: UnlearnConfig, model, tokenizer):
     return LocalBackend(model, tokenizer)
 
 
-def generation_config(cfg: UnlearnConfig):
-    from .generate.restructure import GenerateConfig
-
-    return GenerateConfig(
-        num_rewrites=cfg.num_rewrites,
-        mode=cfg.mode,
-        rewrite_prompt=cfg.rewrite_prompt,
-        negative_prompt=cfg.negative_prompt,
-        temperature=cfg.temperature,
-        max_new_tokens=cfg.max_new_tokens,
-        batch_size=cfg.gen_batch_size,
-        max_tries=cfg.max_tries,
-        seed=cfg.seed,
-    )
-
-
-def run_generation(cfg: UnlearnConfig, records: list[QARecord], model, tokenizer, work: Path):
-    """Build D_fr (and the held-out probe rewrites), resuming from ``work/generation_cache.jsonl``."""
-    from .generate.restructure import restructure
-
-    backend = make_backend(cfg, model, tokenizer)
-    return restructure(records, backend, generation_config(cfg), work / "generation_cache.jsonl")
+def run_generation(cfg: GenerateConfig, records: list[QARecord], backend: Backend, work: Path) -> RestructureResult:
+    """The generation stage: D_fr (and the held-out probe rewrites) from ``records`` through ``backend``,
+    resuming from ``work/generation_cache.jsonl``."""
+    work.mkdir(parents=True, exist_ok=True)
+    return restructure(records, backend, cfg, work / "generation_cache.jsonl")
 
 
 def load_retain(cfg: UnlearnConfig, model, tokenizer, model_dir: str, n_rows: int | None = None) -> tuple[list[QARecord] | None, str]:
-    """The retain set: the user's, else the built-in anchor answered by the base model, else none.
+    """The retain set: the user's, else the built-in anchor answered by the base model (methods that take a
+    retain set), else none.
 
     One retain row is drawn per training row and epoch, so the anchor needs at most ``n_rows`` questions
     (training rows x epochs)."""
     if cfg.retain:
         return load_qa(cfg.retain, cfg.question_field, cfg.answer_field), "user"
-    if cfg.anchor == "builtin" and cfg.method != "ga":
+    if cfg.anchor == "builtin" and method_class(cfg.method).retain != "never":
         log.info("no --retain given: using the built-in anchor set (general questions with the base model's own answers)")
         return anchor_set(model, tokenizer, model_dir, n=n_rows), "builtin-anchor"
     return None, "none"
 
 
-def train_config(cfg: UnlearnConfig):
-    from .train import TrainConfig
-
-    return TrainConfig(
-        method=cfg.method,
-        epochs=cfg.epochs,
-        lr=cfg.lr,
-        retain_weight=cfg.retain_weight,
-        answer_weight=cfg.answer_weight,
-        answer_source=cfg.answer_source,
-        beta=cfg.beta,
-        batch_size=cfg.batch_size,
-        grad_accum=cfg.grad_accum,
-        max_steps=cfg.max_steps,
-        max_length=cfg.max_length,
-        group_by_length=cfg.group_by_length,
-        seed=cfg.seed,
-        lora=cfg.lora,
-        lora_r=cfg.lora_r,
-        save_steps=cfg.checkpoint_steps,
-    )
+def finish_weights(model, alpha: float | None, start_spec: str, lora: bool):
+    """The averaging stage: p_u = α·p_f + (1−α)·p_θ with ``alpha`` (p_θ: the weights of ``start_spec``); without
+    ``alpha`` the trained model itself, its LoRA adapter merged into the weights."""
+    if alpha is not None:
+        return average_model(model, alpha, base_weights_dir(start_spec), lora)
+    return model.merge_and_unload() if lora else model
 
 
 def choose_alpha(cfg: UnlearnConfig, model, tokenizer, base_dir: str, probes: list[dict],
@@ -167,73 +138,29 @@ def choose_alpha(cfg: UnlearnConfig, model, tokenizer, base_dir: str, probes: li
 
 
 # --------------------------------------------------------------------------- the whole run
-def _check_output(cfg: UnlearnConfig) -> None:
+def _prepare(cfg: UnlearnConfig, method: type[Method], generate_dfr: bool, average: bool) -> tuple[float | str | None, list[QARecord], Path]:
+    """Checks that need no model, in order; returns (α or 'auto' or None, the forget records, the work directory)."""
     if cfg.out.exists() and not cfg.overwrite:
         raise ConfigError(f"output directory {cfg.out} exists; pass --overwrite to replace it")
-
-
-def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True) -> RunResult:
-    """Run generation (ULMR only), training, averaging and saving; returns where the model is.
-
-    ``generate_dfr=False`` trains on the forget file as given (an existing D_fr); ``average=False``
-    saves p_f itself (the ``ulmr train`` stage).
-    """
-    t0 = time.time()
-    timings: dict[str, float] = {}
-    _check_output(cfg)
     alpha = cfg.effective_alpha() if average else None
-    if alpha == "auto" and cfg.method != "ulmr" and not cfg.probe:
+    if alpha == "auto" and not method.generates_dfr and not cfg.probe:
         raise ConfigError("--alpha auto needs held-out probe items: pass --probe QA_FILE (ulmr generates them itself)")
     if isinstance(alpha, float):
         check_alpha(alpha, cfg.allow_extrapolation)
     records = load_qa(cfg.forget, cfg.question_field, cfg.answer_field)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed and cfg.method == "ulmr" and generate_dfr:
+    if distributed and method.generates_dfr and generate_dfr:
         raise ConfigError("under accelerate launch, build D_fr first with `ulmr generate`, then run `ulmr train --data D_FR.jsonl`")
     work = work_dir_for(cfg.out)
     if cfg.fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
+    return alpha, records, work
 
-    start_spec = cfg.base if (cfg.method == "retrain" and cfg.base) else cfg.model
-    resolve_model(start_spec)
-    t = time.time()
-    model, tokenizer = load(start_spec, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
-    model_dir = cached_model_dir(start_spec)
-    timings["load"] = time.time() - t
 
-    gen_stats: dict[str, Any] = {}
-    rows: list[dict] = []
-    probes: list[dict] = []
-    if cfg.method == "ulmr" and generate_dfr:
-        t = time.time()
-        result = run_generation(cfg, records, model, tokenizer, work)
-        rows, probes, gen_stats = result.rows, result.probes, result.stats
-        write_jsonl(work / "d_fr.jsonl", rows)
-        write_jsonl(work / "probe.jsonl", probes)
-        timings["generation"] = time.time() - t
-        forget_items: list[Any] = rows
-    else:
-        forget_items = records
-
-    t = time.time()
-    tcfg = train_config(cfg)
-    from .train import planned_epochs
-
-    retain, retain_source = load_retain(cfg, model, tokenizer, model_dir,
-                                        n_rows=len(forget_items) * planned_epochs(tcfg, len(forget_items)))
-    # --alpha auto measures retain knowledge against the *base* model's answers: take them before training.
-    auto_retain = (retain or anchor_set(model, tokenizer, model_dir)) if alpha == "auto" else []
-    timings["retain_anchor"] = time.time() - t
-
-    from .train import train_unlearn
-
-    t = time.time()
-    trained = train_unlearn(model, tokenizer, forget_items, retain, tcfg, work, resume=not cfg.fresh)
-    model = trained.model
-    timings["training"] = time.time() - t
-
-    t = time.time()
+def _average(cfg: UnlearnConfig, model, tokenizer, alpha: float | str | None, start_spec: str, work: Path,
+             probes: list[dict], auto_retain: list[QARecord]) -> tuple[Any, float | None, dict | None]:
+    """Keep p_f when asked, resolve ``--alpha auto``, then :func:`finish_weights`; returns (model, α, auto record)."""
     if cfg.keep_finetuned:
         keep = work / "finetuned"
         shutil.rmtree(keep, ignore_errors=True)
@@ -241,13 +168,16 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
     auto_record = None
     if alpha == "auto":
         alpha, auto_record = choose_alpha(cfg, model, tokenizer, base_weights_dir(start_spec), probes, auto_retain)
-    if isinstance(alpha, float):
-        model = average_model(model, alpha, base_weights_dir(start_spec), cfg.lora)
-    elif cfg.lora:
-        model = model.merge_and_unload()
-    timings["averaging"] = time.time() - t
+    alpha = alpha if isinstance(alpha, float) else None
+    return finish_weights(model, alpha, start_spec, cfg.lora), alpha, auto_record
 
-    record = {
+
+def _run_record(cfg: UnlearnConfig, tcfg: TrainConfig, alpha: float | None, records: list[QARecord], gen: RestructureResult | None,
+                train_rows: int, retain: list[QARecord] | None, retain_source: str, start_spec: str, model_dir: str,
+                auto_record: dict | None, trained: TrainResult) -> dict[str, Any]:
+    """The content of ``ulmr_run.json`` (timings are added when the model is saved)."""
+    rows, probes, gen_stats = (gen.rows, gen.probes, gen.stats) if gen else ([], [], {})
+    return {
         "ulmr_run_version": 1,
         "settings": cfg.model_dump(mode="json"),
         "alpha": alpha,
@@ -262,7 +192,7 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
             "forget_items": len(records),
             "d_fr_rows": len(rows),
             "probe_rows": len(probes),
-            "train_rows": len(forget_items),
+            "train_rows": train_rows,
             "retain_rows": len(retain) if retain else 0,
             **{k: v for k, v in gen_stats.items()},
         },
@@ -270,14 +200,17 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
         "training": {"steps": trained.steps, "lr": trained.lr, "seconds": trained.seconds, "train_tokens": trained.train_tokens,
                      "loss_weights": trained.loss_weights, "lora": cfg.lora, "config": tcfg.model_dump(mode="json")},
     }
-    if not trained.is_main_process:
-        return RunResult(cfg.out, record)  # under accelerate launch only the main process writes
+
+
+def _save(cfg: UnlearnConfig, model, tokenizer, gen: RestructureResult | None, work: Path, record: dict[str, Any],
+          timings: dict[str, float], t0: float) -> None:
+    """Write the output directory in one rename (model, D_fr and probes, p_f when kept, ulmr_run.json)."""
     t = time.time()
     with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
         save_model(model, tokenizer, tmp)
-        if rows:
-            write_jsonl(tmp / "d_fr.jsonl", rows)
-            write_jsonl(tmp / "probe.jsonl", probes)
+        if gen and gen.rows:
+            write_jsonl(tmp / "d_fr.jsonl", gen.rows)
+            write_jsonl(tmp / "probe.jsonl", gen.probes)
         if cfg.keep_finetuned:
             shutil.move(str(work / "finetuned"), str(tmp / "finetuned"))
         timings["saving"] = time.time() - t
@@ -285,6 +218,58 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
         record["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
         write_json(tmp / "ulmr_run.json", record)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True) -> RunResult:
+    """Run generation (methods that train on D_fr), training, averaging and saving; returns where the model is.
+
+    ``generate_dfr=False`` trains on the forget file as given (an existing D_fr); ``average=False``
+    saves p_f itself (the ``ulmr train`` stage).
+    """
+    t0 = time.time()
+    timings: dict[str, float] = {}
+    method = method_class(cfg.method)
+    alpha, records, work = _prepare(cfg, method, generate_dfr, average)
+
+    start_spec = cfg.base if (method.starts_from_base and cfg.base) else cfg.model
+    resolve_model(start_spec)
+    t = time.time()
+    model, tokenizer = load(start_spec, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
+    model_dir = cached_model_dir(start_spec)
+    timings["load"] = time.time() - t
+
+    gen = None
+    if method.generates_dfr and generate_dfr:
+        t = time.time()
+        backend = make_backend(cfg.stage(BackendConfig), model, tokenizer, cfg.model, cfg.trust_remote_code, cfg.allow_pickle)
+        gen = run_generation(cfg.stage(GenerateConfig), records, backend, work)
+        write_jsonl(work / "d_fr.jsonl", gen.rows)
+        write_jsonl(work / "probe.jsonl", gen.probes)
+        timings["generation"] = time.time() - t
+    forget_items: list[Any] = gen.rows if gen else records
+
+    t = time.time()
+    tcfg = cfg.stage(TrainConfig)
+    retain, retain_source = load_retain(cfg, model, tokenizer, model_dir,
+                                        n_rows=len(forget_items) * planned_epochs(tcfg, len(forget_items)))
+    # --alpha auto measures retain knowledge against the *base* model's answers: take them before training.
+    auto_retain = (retain or anchor_set(model, tokenizer, model_dir)) if alpha == "auto" else []
+    timings["retain_anchor"] = time.time() - t
+
+    t = time.time()
+    trained = train_unlearn(model, tokenizer, forget_items, retain, tcfg, work, resume=not cfg.fresh)
+    timings["training"] = time.time() - t
+
+    t = time.time()
+    model, alpha, auto_record = _average(cfg, trained.model, tokenizer, alpha, start_spec, work,
+                                         gen.probes if gen else [], auto_retain)
+    timings["averaging"] = time.time() - t
+
+    record = _run_record(cfg, tcfg, alpha, records, gen, len(forget_items), retain, retain_source, start_spec, model_dir,
+                         auto_record, trained)
+    if not trained.is_main_process:
+        return RunResult(cfg.out, record)  # under accelerate launch only the main process writes
+    _save(cfg, model, tokenizer, gen, work, record, timings, t0)
     if cfg.verify:
         from .verify.hook import run_verify_after_unlearn
 

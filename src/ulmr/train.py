@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import pydantic
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 
+from .config import TrainConfig
 from .data.chat import ChatFormat
 from .data.records import QARecord
 from .errors import ConfigError
@@ -30,7 +30,7 @@ from .methods.refusals import load_refusals
 from .methods.registry import get_method, method_class
 from .progress import quiet
 from .training.checkpoints import drop_incomplete_checkpoints, last_complete_checkpoint
-from .training.answer_text import AnswerSource, choose_answer_texts, model_answers
+from .training.answer_text import choose_answer_texts, model_answers
 from .training.data import PartCollator, RowDataset, add_original_answers, as_records, build_rows, match_retain_lengths, retain_schedule
 from .training.probe import EpochProbe
 from .training.reference import ModelReference, frozen_copy, precompute_ref_logps
@@ -39,52 +39,6 @@ from .training.trainer import RetainEpochCallback, UnlearnTrainer
 log = logging.getLogger(__name__)
 
 Items = Sequence[QARecord | Mapping[str, Any]]
-
-
-class TrainConfig(pydantic.BaseModel):
-    """Training options. ``None`` for epochs, lr, beta, retain_weight and answer_weight means the method's default."""
-
-    model_config = pydantic.ConfigDict(extra="forbid")
-
-    method: str = "ulmr"
-    epochs: float | None = pydantic.Field(None, gt=0)
-    lr: float | None = pydantic.Field(None, gt=0)
-    batch_size: int = pydantic.Field(4, ge=1)
-    grad_accum: int = pydantic.Field(1, ge=1)
-    max_steps: int = -1
-    weight_decay: float = pydantic.Field(0.01, ge=0)
-    warmup_ratio: float = pydantic.Field(0.0, ge=0, lt=1)
-    lr_scheduler: str = "linear"
-    max_length: int = pydantic.Field(512, ge=8)
-    group_by_length: bool = False  # batches of similar-length rows (less padding; see docs/performance.md)
-    seed: int = 0
-    lora: bool = False
-    lora_r: int = pydantic.Field(8, ge=1)
-    lora_alpha: int = pydantic.Field(16, ge=1)
-    lora_dropout: float = pydantic.Field(0.0, ge=0, lt=1)
-    lora_target_modules: list[str] | None = None  # None: peft's default for the architecture
-    retain_weight: float | None = pydantic.Field(None, ge=0)
-    answer_weight: float | None = pydantic.Field(None, ge=0)  # ulmr: NPO on each row's original answer
-    answer_source: AnswerSource = "model"  # ...in the model's own words, or as the data gives it
-    beta: float | None = pydantic.Field(None, gt=0)
-    refusals_file: str | None = None
-    save_steps: int | None = None  # None: a checkpoint per epoch; 0: none
-    keep_checkpoints: bool = True  # False: delete output_dir/checkpoints after a finished run
-    logging_steps: int = pydantic.Field(5, ge=1)
-    bf16: bool = False
-    gradient_checkpointing: bool = False
-    num_threads: int | None = None  # CPU threads; None: cores / local processes
-    eval_probe: bool = False
-    probe_items: int = pydantic.Field(4, ge=1)
-    probe_rouge: bool = False
-    keep_best_epoch: bool = False
-    probe_min_forget_rise: float = 0.0
-
-    @pydantic.field_validator("method")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        method_class(v)  # ConfigError naming the known methods
-        return v
 
 
 @dataclass
@@ -145,8 +99,8 @@ def _wrap_lora(model, cfg: TrainConfig):
 
 
 def _training_args(cfg: TrainConfig, ckpt_dir: Path, epochs: float, lr: float) -> TrainingArguments:
-    save = {"save_strategy": "epoch"} if cfg.save_steps is None else (
-        {"save_strategy": "no"} if cfg.save_steps == 0 else {"save_strategy": "steps", "save_steps": cfg.save_steps}
+    save = {"save_strategy": "epoch"} if cfg.checkpoint_steps is None else (
+        {"save_strategy": "no"} if cfg.checkpoint_steps == 0 else {"save_strategy": "steps", "save_steps": cfg.checkpoint_steps}
     )
     return TrainingArguments(
         output_dir=str(ckpt_dir),
@@ -179,6 +133,84 @@ def _training_args(cfg: TrainConfig, ckpt_dir: Path, epochs: float, lr: float) -
     )
 
 
+@dataclass
+class _Data:
+    """The encoded training data: chat format, records, rows and (with a retain side) the retain schedule."""
+
+    fmt: ChatFormat
+    forget: list[QARecord]
+    retain: list[QARecord]
+    rows: list[dict]
+    schedule: Any
+    dataset: RowDataset
+
+
+def _encode(method, cfg: TrainConfig, tokenizer, forget: Items, retain: Items | None) -> _Data:
+    """Encode the items into rows, pair one retain row with each forget row per epoch, draw DPO's refusals."""
+    forget_recs = as_records(forget, "forget") if forget else []
+    retain_recs = as_records(retain, "retain") if retain else []
+    fmt = ChatFormat(tokenizer, max_length=cfg.max_length)
+    refusals = load_refusals(cfg.refusals_file) if method.needs_preferred else []
+    rows = build_rows(method, fmt, forget_recs, retain_recs, cfg.seed, refusals)
+    schedule = None
+    if rows and "retain" in rows[0] and method.uses_forget:
+        schedule = retain_schedule(fmt, len(rows), retain_recs, planned_epochs(cfg, len(rows)), cfg.seed)
+        if cfg.group_by_length:
+            match_retain_lengths(rows, schedule)
+    return _Data(fmt, forget_recs, retain_recs, rows, schedule, RowDataset(rows, schedule))
+
+
+def _trainer(model, tokenizer, method, cfg: TrainConfig, data: _Data, args: TrainingArguments,
+             callbacks: list | None) -> tuple[UnlearnTrainer, EpochProbe | None]:
+    probe = None
+    if cfg.eval_probe:
+        probe = EpochProbe(
+            data.fmt, data.forget[: cfg.probe_items], data.retain[: cfg.probe_items], tokenizer.pad_token_id,
+            rouge=cfg.probe_rouge, keep_best=cfg.keep_best_epoch,
+            require_forget_rise=method.forget_nll_rises, min_forget_rise=cfg.probe_min_forget_rise,
+        )
+    trainer = UnlearnTrainer(
+        model=model,
+        args=args,
+        train_dataset=data.dataset,
+        data_collator=PartCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=([probe] if probe else []) + ([RetainEpochCallback(data.dataset)] if data.schedule else []) + list(callbacks or []),
+        method=method,
+    )
+    if quiet():
+        trainer.remove_callback(PrinterCallback)
+    return trainer, probe
+
+
+def _answer_term(trainer, tokenizer, method, cfg: TrainConfig, data: _Data, output_dir: Path) -> tuple[bool, dict | None]:
+    """Add the 'original' part (the key span each D_fr row's answer replaced) when the rows carry it; with
+    ``answer_source`` 'model' the span is found in the model's own greedy answers. Returns (term on, text counts)."""
+    answer_term, answer_texts = bool(data.rows) and "original" in data.rows[0], None
+    if answer_term and cfg.answer_source == "model":
+        # Greedy answers are the same on every rank; only the main process keeps (and reuses) the cache.
+        own = model_answers(trainer.model, tokenizer, [r.question for r in data.forget], adapter_off=cfg.lora,
+                            cache=output_dir / "model_answers.jsonl" if trainer.is_world_process_zero() else None)
+        texts, answer_texts = choose_answer_texts(data.forget, own)
+        add_original_answers(data.rows, data.fmt, data.forget, method.name, texts)
+        log.info("%s answer term: key spans lowered in the model's own answer for %d rows, in its answer to the "
+                 "item's original question for %d, in the data's answer for %d", method.name, answer_texts["model"],
+                 answer_texts["item"], answer_texts["data"])
+    return answer_term, answer_texts
+
+
+def _run(trainer, ckpt_dir: Path, resume: bool):
+    """``trainer.train()``, continuing the last complete checkpoint with ``resume``; returns (output, seconds)."""
+    if resume and trainer.is_world_process_zero():
+        drop_incomplete_checkpoints(ckpt_dir)  # else the Trainer's rotation and re-saves trip over them
+    checkpoint = last_complete_checkpoint(ckpt_dir) if resume else None  # other ranks may look before the drop
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    start = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return out, time.perf_counter() - start
+
+
 def train_unlearn(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -205,70 +237,25 @@ def train_unlearn(
     set_seed(cfg.seed)
     if tokenizer.pad_token_id is None:
         raise ConfigError("the tokenizer has no pad token (ulmr.models.load_tokenizer sets it to EOS)")
-
-    forget_recs = as_records(forget, "forget") if forget else []
-    retain_recs = as_records(retain, "retain") if retain else []
-    fmt = ChatFormat(tokenizer, max_length=cfg.max_length)
-    refusals = load_refusals(cfg.refusals_file) if method.needs_preferred else []
-    rows = build_rows(method, fmt, forget_recs, retain_recs, cfg.seed, refusals)
-    schedule = None
-    if rows and "retain" in rows[0] and method.uses_forget:
-        schedule = retain_schedule(fmt, len(rows), retain_recs, planned_epochs(cfg, len(rows)), cfg.seed)
-        if cfg.group_by_length:
-            match_retain_lengths(rows, schedule)
-    dataset = RowDataset(rows, schedule)
+    data = _encode(method, cfg, tokenizer, forget, retain)
 
     if cfg.lora:
         model = _wrap_lora(model, cfg)
     output_dir = Path(output_dir)
     ckpt_dir = output_dir / "checkpoints"
     args = _training_args(cfg, ckpt_dir, epochs, lr)
-
-    probe = None
-    if cfg.eval_probe:
-        probe = EpochProbe(
-            fmt, forget_recs[: cfg.probe_items], retain_recs[: cfg.probe_items], tokenizer.pad_token_id,
-            rouge=cfg.probe_rouge, keep_best=cfg.keep_best_epoch,
-            require_forget_rise=method.forget_nll_rises, min_forget_rise=cfg.probe_min_forget_rise,
-        )
-    trainer = UnlearnTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=PartCollator(tokenizer.pad_token_id),
-        processing_class=tokenizer,
-        callbacks=([probe] if probe else []) + ([RetainEpochCallback(dataset)] if schedule else []) + list(callbacks or []),
-        method=method,
-    )
-    if quiet():
-        trainer.remove_callback(PrinterCallback)
+    trainer, probe = _trainer(model, tokenizer, method, cfg, data, args, callbacks)
 
     # The model as handed over is the reference: with LoRA, the same model with its adapter disabled.
     initial = ModelReference(trainer.model, adapter_off=cfg.lora)
-    answer_term, answer_texts = bool(rows) and "original" in rows[0], None
-    if answer_term and cfg.answer_source == "model":
-        # Greedy answers are the same on every rank; only the main process keeps (and reuses) the cache.
-        own = model_answers(trainer.model, tokenizer, [r.question for r in forget_recs], adapter_off=cfg.lora,
-                            cache=output_dir / "model_answers.jsonl" if trainer.is_world_process_zero() else None)
-        texts, answer_texts = choose_answer_texts(forget_recs, own)
-        add_original_answers(rows, fmt, forget_recs, method.name, texts)
-        log.info("%s answer term: key spans lowered in the model's own answer for %d rows, in its answer to the "
-                 "item's original question for %d, in the data's answer for %d", method.name, answer_texts["model"],
-                 answer_texts["item"], answer_texts["data"])
-    ref_parts = [p for p in method.ref_logp_parts if rows and p in rows[0]]  # 'original' may be absent
+    answer_term, answer_texts = _answer_term(trainer, tokenizer, method, cfg, data, output_dir)
+    ref_parts = [p for p in method.ref_logp_parts if data.rows and p in data.rows[0]]  # 'original' may be absent
     if ref_parts:
-        precompute_ref_logps(initial, rows, ref_parts, tokenizer.pad_token_id, batch_size=max(8, cfg.batch_size))
+        precompute_ref_logps(initial, data.rows, ref_parts, tokenizer.pad_token_id, batch_size=max(8, cfg.batch_size))
     if method.needs_ref_model:
         trainer.reference = initial if cfg.lora else frozen_copy(trainer.model, args.device)
 
-    if resume and trainer.is_world_process_zero():
-        drop_incomplete_checkpoints(ckpt_dir)  # else the Trainer's rotation and re-saves trip over them
-    checkpoint = last_complete_checkpoint(ckpt_dir) if resume else None  # other ranks may look before the drop
-    if checkpoint:
-        log.info("resuming from %s", checkpoint)
-    start = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    seconds = time.perf_counter() - start
+    out, seconds = _run(trainer, ckpt_dir, resume)
     tokens, answer_tokens = trainer.total_tokens()
     if not cfg.keep_checkpoints and trainer.is_world_process_zero():
         shutil.rmtree(ckpt_dir, ignore_errors=True)

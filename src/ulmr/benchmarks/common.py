@@ -3,7 +3,8 @@
 - settings keys: a short hash of the settings that determine a result (cache keys, stage names);
 - :func:`cached_model`: a trained model saved once under the cache dir, keyed by its settings, reused later;
 - :class:`StageStore`: one JSON result file per finished stage; a rerun skips every stage that has its file;
-- :func:`train_model` / :func:`ulmr_forget_rows`: one unlearning run (with ULMR's generation + averaging);
+- :func:`train_model` / :func:`dfr_rows`: one unlearning run through the stage functions of ``ulmr unlearn``
+  (:mod:`ulmr.pipeline`: generation, training, averaging);
 - :func:`run_jobs` + :func:`aggregate`: the per-method, per-seed loop and its mean / spread;
 - :func:`write_outputs`: results.json, results.csv, results.md and the PNG scatter, all written atomically.
 
@@ -28,7 +29,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..atomic import atomic_dir, write_json, write_text
+from ..config import BackendConfig, GenerateConfig, TrainConfig
 from ..eval.report import Table, fmt, markdown, print_table
+from ..methods.registry import display_name, method_class
 from ..progress import console
 
 log = logging.getLogger("ulmr.bench")
@@ -148,42 +151,36 @@ def cached_model(root: Path, label: str, settings: Mapping[str, Any], build: Cal
     return final
 
 
-def train_model(start: str | Path, forget: Sequence[Any], retain: Sequence[Any] | None, tcfg, work: Path,
+def train_model(start: str | Path, forget: Sequence[Any], retain: Sequence[Any] | None, tcfg: TrainConfig, work: Path,
                 alpha: float | None = None, keep_work: bool = False):
-    """Load ``start``, train it with ``tcfg`` (a :class:`ulmr.train.TrainConfig`) and, with ``alpha``, average
-    it back towards ``start`` (ULMR's p_u = α·p_f + (1−α)·p_θ). Returns (model in eval mode, tokenizer, TrainResult)."""
+    """Load ``start``, train it with ``tcfg`` and, with ``alpha``, average it back towards ``start``
+    (p_u = α·p_f + (1−α)·p_θ): the training and averaging stages of ``ulmr unlearn``.
+    Returns (model in eval mode, tokenizer, TrainResult)."""
     from ..models import load
-    from ..merge import average_model
-    from ..models import base_weights_dir
+    from ..pipeline import finish_weights
     from ..train import train_unlearn
 
     model, tok = load(str(start))
     res = train_unlearn(model, tok, forget, retain, tcfg, work, resume=True)
-    model = res.model
-    if alpha is not None:
-        model = average_model(model, alpha, base_weights_dir(str(start)), tcfg.lora)
-    elif tcfg.lora:
-        model = model.merge_and_unload()
+    model = finish_weights(res.model, alpha, str(start), tcfg.lora)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return model.eval(), tok, res
 
 
-def ulmr_forget_rows(records: Sequence[Any], model, tokenizer, work: Path, model_spec: str, max_new_tokens: int = 64,
-                     batch_size: int = 16) -> tuple[list[dict], dict[str, Any]]:
-    """D_fr for ``records`` (QARecords) with ``model`` as the generator: the pipeline's generation stage,
-    resumable through ``work/generation_cache.jsonl``. Seed 0, so every unlearning seed trains on the same D_fr.
+def dfr_rows(records: Sequence[Any], model, tokenizer, work: Path, max_new_tokens: int = 64,
+             batch_size: int = 16) -> tuple[list[dict], dict[str, Any]]:
+    """D_fr for ``records`` (QARecords) with ``model`` as the generator: the generation stage of ``ulmr unlearn``
+    at its default options, resumable through ``work/generation_cache.jsonl``. Seed 0, so every unlearning seed
+    trains on the same D_fr.
 
     Returns the rows and what to report about them: row count and how many rewrites / negative responses fell
     back to templates (a generator that no longer follows the prompts makes D_fr all templates)."""
-    from ..config import UnlearnConfig
-    from ..pipeline import run_generation
+    from ..pipeline import make_backend, run_generation
 
-    cfg = UnlearnConfig(model=model_spec, forget="(bench)", out=work, seed=0, max_new_tokens=max_new_tokens,
-                        gen_batch_size=batch_size)
-    work.mkdir(parents=True, exist_ok=True)
-    res = run_generation(cfg, list(records), model, tokenizer, work)
-    n_items, k = len(records), cfg.num_rewrites
+    gen = GenerateConfig(seed=0, max_new_tokens=max_new_tokens, gen_batch_size=batch_size)
+    res = run_generation(gen, list(records), make_backend(BackendConfig(), model, tokenizer), work)
+    n_items, k = len(records), gen.num_rewrites
     info = {"d_fr_rows": len(res.rows), "fallback_rewrites": f"{res.stats['fallback_rewrites']}/{n_items * (k + 1)}",
             "fallback_negatives": f"{res.stats['fallback_negatives']}/{n_items * (k + 1)}"}
     return res.rows, info
@@ -197,11 +194,18 @@ def ulmr_term(answer_weight: float | None) -> str:
     return f"answer term γ {gamma:g}" if gamma else "no answer term (the paper's SFT)"
 
 
-def dfr_note(trainings: Sequence[dict[str, Any] | None]) -> str | None:
-    """A table note on ULMR's D_fr: rows and template fallbacks per run (None when no run reported them)."""
+def dfr_note(label: str, trainings: Sequence[dict[str, Any] | None]) -> str | None:
+    """A table note on a method's D_fr: rows and template fallbacks per run (None when no run reported them)."""
     parts = [f"{t['d_fr_rows']} rows, template fallbacks: rewrites {t['fallback_rewrites']}, negatives {t['fallback_negatives']}"
              for t in trainings if t and "fallback_rewrites" in t]
-    return ("ULMR D_fr (per run): " + "; ".join(dict.fromkeys(parts)) + ".") if parts else None
+    return (f"{label} D_fr (per run): " + "; ".join(dict.fromkeys(parts)) + ".") if parts else None
+
+
+def dfr_notes(methods: Sequence[str], done: Mapping[str, Sequence[dict[str, Any]]]) -> list[str]:
+    """:func:`dfr_note` for every finished method that trains on a generated D_fr."""
+    notes = [dfr_note(display_name(m), [r.get("training") for r in done[m]])
+             for m in methods if m in done and method_class(m).generates_dfr]
+    return [n for n in notes if n]
 
 
 def equal_steps(n_items: int, batch_size: int, grad_accum: int, epochs: float) -> int:
@@ -253,6 +257,11 @@ def aggregate(name: str, role: str, runs: Sequence[Mapping[str, Any]], info: dic
         means[k] = statistics.fmean(nums) if nums else None
         spread[k] = statistics.stdev(nums) if len(nums) > 1 else 0.0
     return Row(name, role, means, spread, len(runs), info or {})
+
+
+def method_rows(methods: Sequence[str], runs_of: Callable[[str], Sequence[Mapping[str, Any]]]) -> list[Row]:
+    """One table row per method, named by its display name, from ``runs_of(method)`` (its per-seed results)."""
+    return [aggregate(display_name(m), "method", runs_of(m)) for m in methods]
 
 
 def mean_metrics(results: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:

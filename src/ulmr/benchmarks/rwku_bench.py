@@ -23,24 +23,23 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..config import TrainConfig
 from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
+from ..methods.registry import method_class, method_names
 from . import common
 from .common import Column, Job, Scatter, StageStore
 from ..data.rwku import target_dir
 
 log = logging.getLogger("ulmr.bench")
 
-ALL_METHODS = ("ulmr", "ga", "kl", "dpo", "npo", "graddiff")
-METHOD_NAMES = {"ulmr": "ULMR", "ga": "Gradient Ascent", "kl": "KL Minimization", "dpo": "DPO", "npo": "NPO",
-                "graddiff": "Gradient Difference"}
+BENCH = "rwku"  # the name methods list in their ``benchmarks`` and ``forget_only_in``
 BIO_PROMPT = "Write a short biography of {subject}."
 RETAIN_TARGETS = 3
 # Laptop defaults (the 3-target bench in < 2.5 h on 2 CPU cores): 30 items per probe set / MIA set / MMLU, one
 # epoch over --limit-train texts (8 steps at batch 4: ~400-token biographies train at ~100 tokens/s), one lr for
 # every method, 5e-5 (1e-5, RWKU's 8B setting, barely moves a 135M model in 8 steps). GPU users pass --limit 0.
 LAPTOP_LIMIT = 30
-USES_RETAIN = ("kl", "graddiff", "ulmr")  # RWKU's GA, NPO and DPO train on the forget side only
 
 
 class RwkuBenchConfig(BaseModel):
@@ -51,7 +50,7 @@ class RwkuBenchConfig(BaseModel):
     model: str = "smollm2-135m"
     data: str
     targets: list[int] = Field(default_factory=lambda: [111, 106, 31])
-    methods: list[str] = Field(default_factory=lambda: ["ulmr", "ga", "kl", "dpo", "npo"])
+    methods: list[str] = Field(default_factory=lambda: method_names(BENCH))
     limit_train: int = Field(32, ge=1)
     limit: Optional[int] = Field(LAPTOP_LIMIT, ge=0, description="items per probe set / MIA set / MMLU; 0 or None: all")
     utility: Literal["easy", "mmlu", "both"] = "both"
@@ -81,7 +80,7 @@ class RwkuBenchConfig(BaseModel):
     @field_validator("methods")
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
-        return common.check_methods(v, ALL_METHODS)
+        return common.check_methods(v, method_names(BENCH))
 
 
 # --------------------------------------------------------------------------- training data
@@ -173,38 +172,38 @@ def evaluate(model, tok, cfg: RwkuBenchConfig, target: int) -> dict[str, Any]:
     return {"metrics": flat_metrics(res), "n": res["n"], "subject": res["subject"], "forget_examples": examples}
 
 
-def _train_config(cfg: RwkuBenchConfig, method: str, seed: int, steps: int):
-    from ..train import TrainConfig
-
+def _train_config(cfg: RwkuBenchConfig, method: str, seed: int, steps: int) -> TrainConfig:
     return TrainConfig(method=method, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-                       max_steps=steps, seed=seed, max_length=cfg.max_length, lora=cfg.lora, save_steps=0, keep_checkpoints=False,
-                       answer_weight=cfg.answer_weight if method == "ulmr" else None)
+                       max_steps=steps, seed=seed, max_length=cfg.max_length, lora=cfg.lora, checkpoint_steps=0, keep_checkpoints=False,
+                       answer_weight=cfg.answer_weight if method_class(method).uses_original else None)
 
 
 def unlearn_job(cfg: RwkuBenchConfig, method: str, seed: int, target: int, base: str, steps: int, out: Path):
     """``run()`` of one (target, method, seed): build the method's data, train from the original model, evaluate."""
+    cls = method_class(method)
+    uses_retain = cls.retain != "never" and BENCH not in cls.forget_only_in  # RWKU's GA, NPO and DPO: forget side only
 
     def run() -> dict[str, Any]:
         from ..models import load
 
         folder = _folder(cfg.data, target)
         subject, rows = forget_texts(folder, cfg.limit_train)
-        retain = retain_items(cfg.data, target, cfg.limit_train) if method in USES_RETAIN else None
+        retain = retain_items(cfg.data, target, cfg.limit_train) if uses_retain else None
         info: dict[str, Any] = {}
         forget: list[Any]
-        if method == "ulmr":
+        if cls.generates_dfr:
             model, tok = load(base)
             records = reject_records(folder, cfg.limit_train, model, tok, cfg.answer_tokens, cfg.eval_batch_size)
-            forget, info = common.ulmr_forget_rows(records, model, tok, out / "work" / f"t{target}-ulmr-generation", cfg.model,
-                                                   cfg.gen_max_new_tokens, cfg.eval_batch_size)
+            forget, info = common.dfr_rows(records, model, tok, out / "work" / f"t{target}-ulmr-generation",
+                                           cfg.gen_max_new_tokens, cfg.eval_batch_size)
             del model
-        elif method == "dpo":
+        elif cls.needs_preferred:
             forget = dpo_items(folder, subject, rows)
         else:
             forget = text_items(subject, rows)
         work = out / "work" / f"t{target}-{method}-seed{seed}"
         model, tok, res = common.train_model(base, forget, retain, _train_config(cfg, method, seed, steps), work,
-                                             alpha=cfg.alpha if method == "ulmr" else None)
+                                             alpha=cfg.alpha if cls.default_alpha is not None else None)
         result = evaluate(model, tok, cfg, target)
         result["training"] = {"steps": res.steps, "seconds": round(res.seconds, 1), "train_tokens": res.train_tokens,
                               "forget_items": len(forget), "retain_items": len(retain or []), **info}
@@ -265,7 +264,7 @@ def run_rwku_bench(cfg: RwkuBenchConfig, show: bool = True) -> dict[str, Any]:
                 for s in range(seeds)]
 
     rows = [common.aggregate("Before", "reference", per_seed("before", 1))]
-    rows += [common.aggregate(METHOD_NAMES[m], "method", per_seed(m, cfg.seeds)) for m in cfg.methods]
+    rows += common.method_rows(cfg.methods, lambda m: per_seed(m, cfg.seeds))
     subjects = [done["before"][i]["subject"] for i in range(len(cfg.targets))]
     n0 = done["before"][0]["n"]
     notes = [
@@ -279,8 +278,7 @@ def run_rwku_bench(cfg: RwkuBenchConfig, show: bool = True) -> dict[str, Any]:
         "Probes: ROUGE-L recall x100; MIA: mean token NLL x100; Gen: MMLU 5-shot accuracy (%); Easy: built-in easy set (%);"
         " Over-refusal: % of neighbour probes answered with a refusal.",
     ]
-    if "ulmr" in done and (note := common.dfr_note([r.get("training") for r in done["ulmr"]])):
-        notes.append(note)
+    notes += common.dfr_notes(cfg.methods, done)
     timings = dict(store.timings)
     timings["total, this invocation"] = {"seconds": round(time.time() - t0, 1), "reused": False}
     payload = {"benchmark": "rwku", "settings": cfg.model_dump(mode="json"), "unlearning_steps": steps, "stages": str(store.root),

@@ -22,17 +22,18 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..config import TrainConfig
 from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
+from ..methods.registry import method_class, method_names
+from ..methods.retrain import Retrain
 from . import common
 from .common import Column, Job, Scatter, StageStore
 from ..data.tofu import FORGET_SPLITS, load_tofu
 
 log = logging.getLogger("ulmr.bench")
 
-ALL_METHODS = ("ulmr", "ga", "kl", "dpo", "npo", "graddiff", "retrain")
-METHOD_NAMES = {"ulmr": "ULMR", "ga": "Gradient Ascent", "kl": "KL Minimization", "dpo": "DPO", "npo": "NPO",
-                "graddiff": "Gradient Difference", "retrain": "Retraining"}
+BENCH = "tofu"  # the name methods list in their ``benchmarks``
 SETS = ("forget", "retain", "real_authors", "world_facts")
 RETAIN_OF = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
 
@@ -55,7 +56,7 @@ class TofuBenchConfig(BaseModel):
     model: str = "smollm2-135m"
     data: str
     forget_split: str = "forget01"
-    methods: list[str] = Field(default_factory=lambda: list(ALL_METHODS))
+    methods: list[str] = Field(default_factory=lambda: method_names(BENCH))
     scale: Literal["mini", "full"] = "mini"
     seeds: int = Field(1, ge=1)
     out: Path = Path("runs/bench/tofu")
@@ -96,7 +97,7 @@ class TofuBenchConfig(BaseModel):
     @field_validator("methods")
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
-        return common.check_methods(v, ALL_METHODS)
+        return common.check_methods(v, method_names(BENCH))
 
     def get(self, name: str) -> Any:
         """The option's value, or the scale's default when unset."""
@@ -142,14 +143,12 @@ def _data_key(cfg: TofuBenchConfig) -> str:
 
 
 # --------------------------------------------------------------------------- models
-def _train_config(cfg: TofuBenchConfig, method: str, seed: int, *, finetune: bool, max_steps: int = -1):
-    from ..train import TrainConfig
-
+def _train_config(cfg: TofuBenchConfig, method: str, seed: int, *, finetune: bool, max_steps: int = -1) -> TrainConfig:
     p = "ft_" if finetune else ""
     return TrainConfig(method=method, lr=cfg.get(f"{p}lr"), epochs=cfg.get(f"{p}epochs"), batch_size=cfg.get(f"{p}batch_size"),
                        grad_accum=cfg.get(f"{p}grad_accum"), max_steps=max_steps, seed=seed, max_length=cfg.max_length,
-                       lora=cfg.lora and not finetune, save_steps=None if finetune else 0, keep_checkpoints=False,
-                       answer_weight=cfg.answer_weight if method == "ulmr" and not finetune else None)
+                       lora=cfg.lora and not finetune, checkpoint_steps=None if finetune else 0, keep_checkpoints=False,
+                       answer_weight=cfg.answer_weight if method_class(method).uses_original and not finetune else None)
 
 
 def finetune_settings(cfg: TofuBenchConfig, which: str, n_train: int) -> dict[str, Any]:
@@ -170,8 +169,8 @@ def cached_models(cfg: TofuBenchConfig, forget: list[QARecord], retain: list[QAR
 
     def build(train: list[QARecord]):
         def _build(work: Path):
-            # 'retrain' = plain answer NLL on its retain argument: exactly supervised fine-tuning.
-            model, tok, res = common.train_model(base, [], train, _train_config(cfg, "retrain", 0, finetune=True), work)
+            # Retraining's loss = plain answer NLL on its retain argument: exactly supervised fine-tuning.
+            model, tok, res = common.train_model(base, [], train, _train_config(cfg, Retrain.name, 0, finetune=True), work)
             return model, tok, {"steps": res.steps, "train_tokens": res.train_tokens, "items": len(train)}
         return _build
 
@@ -218,7 +217,8 @@ def _eval_dir(model_dir: Path, cfg: TofuBenchConfig, sets, reference: list[float
 
 def unlearn_job(cfg: TofuBenchConfig, method: str, seed: int, target: Path, forget: list[QARecord], retain: list[QARecord],
                 sets, reference: list[float], steps: int, out: Path):
-    """``run()`` of one unlearning job: (ULMR: D_fr from the target) -> train -> (ULMR: average) -> evaluate."""
+    """``run()`` of one unlearning job: (ULMR: D_fr from the generator) -> train -> (ULMR: average) -> evaluate."""
+    cls = method_class(method)
 
     def run() -> dict[str, Any]:
         from ..models import cached_model_dir, load
@@ -226,11 +226,11 @@ def unlearn_job(cfg: TofuBenchConfig, method: str, seed: int, target: Path, forg
         work = out / "work" / f"{method}-seed{seed}"
         forget_items: list[Any] = forget
         info: dict[str, Any] = {}
-        if method == "ulmr":
+        if cls.generates_dfr:
             generator = str(target) if cfg.generator == "target" else cached_model_dir(cfg.model)
             gen_model, gen_tok = load(generator)
-            forget_items, info = common.ulmr_forget_rows(forget, gen_model, gen_tok, out / "work" / f"ulmr-generation{_gen_suffix(cfg)}",
-                                                         generator, cfg.gen_max_new_tokens, cfg.eval_batch_size)
+            forget_items, info = common.dfr_rows(forget, gen_model, gen_tok, out / "work" / f"ulmr-generation{_gen_suffix(cfg)}",
+                                                 cfg.gen_max_new_tokens, cfg.eval_batch_size)
             info["generator"] = cfg.generator
             del gen_model
             from ..atomic import write_jsonl
@@ -238,7 +238,7 @@ def unlearn_job(cfg: TofuBenchConfig, method: str, seed: int, target: Path, forg
             write_jsonl(out / f"d_fr{_gen_suffix(cfg)}.jsonl", forget_items)
         tcfg = _train_config(cfg, method, seed, finetune=False, max_steps=steps)
         model, tok, res = common.train_model(target, forget_items, retain, tcfg, work,
-                                             alpha=cfg.alpha if method == "ulmr" else None)
+                                             alpha=cfg.alpha if cls.default_alpha is not None else None)
         result = evaluate(model, tok, cfg, sets, reference)
         result["training"] = {"steps": res.steps, "seconds": round(res.seconds, 1), "train_tokens": res.train_tokens, **info}
         return result
@@ -281,11 +281,11 @@ def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
     tgt = store.run("eval-target", lambda: _eval_dir(target_dir, cfg, sets, reference))
     n_steps = cfg.max_steps or common.equal_steps(len(forget), cfg.get("batch_size"), cfg.get("grad_accum"), cfg.get("epochs"))
     jobs = [Job(f"{m}-seed{s}", m, s, unlearn_job(cfg, m, s, target_dir, forget, retain, sets, reference, n_steps, cfg.out))
-            for m in cfg.methods if m != "retrain" for s in range(cfg.seeds)]
+            for m in cfg.methods if not method_class(m).starts_from_base for s in range(cfg.seeds)]
     done = common.run_jobs(store, jobs)
     timings.update(store.timings)
-    rows = [common.aggregate("Base (target)", "reference", [tgt]), common.aggregate("Retraining", "reference", [ref])]
-    rows += [common.aggregate(METHOD_NAMES[m], "method", done[m]) for m in cfg.methods if m != "retrain"]
+    rows = [common.aggregate("Base (target)", "reference", [tgt]), common.aggregate(Retrain.display_name, "reference", [ref])]
+    rows += common.method_rows([m for m in cfg.methods if not method_class(m).starts_from_base], lambda m: done[m])
     n = ref["n"]
     caps = ", ".join(f"{t} {n[s]}" for s, t in zip(SETS, ("Forget", "Retain", "Real Authors", "World Facts")))
     notes = [
@@ -299,8 +299,7 @@ def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
         "FQ = KS-test p-value vs the retain model's forget truth ratios (depends on the item count); MU = harmonic mean of "
         "Retain/RA/WF x R/P/TR. TR: Forget mean(min(R,1/R)), others mean(max(0,1-R)).",
     ]
-    if "ulmr" in done and (note := common.dfr_note([r.get("training") for r in done["ulmr"]])):
-        notes.append(note)
+    notes += common.dfr_notes(cfg.methods, done)
     timings["total, this invocation"] = {"seconds": round(time.time() - t0, 1), "reused": False}
     payload = {"benchmark": "tofu", "settings": cfg.model_dump(mode="json"), "resolved": {k: cfg.get(k) for k in SCALES["mini"]},
                "unlearning_steps": n_steps, "models": {"target": str(target_dir), "retain": str(retain_dir)},

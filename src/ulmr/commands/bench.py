@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from ..errors import ConfigError, validation_message
+from ..methods.registry import method_names
 
 bench_app = typer.Typer(help="Benchmark protocols: TOFU (fine-tune, unlearn, evaluate) and RWKU (per target).", no_args_is_help=True)
 
@@ -52,7 +53,8 @@ def tofu_cmd(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Base model to fine-tune (id, dir, .gguf or smollm2-135m; default smollm2-135m)."),
     data: str = typer.Option(..., "--data", help="TOFU data directory (forget01.jsonl, retain99.jsonl, *_perturbed.jsonl ...) or hub id locuslab/TOFU."),
     forget_split: Optional[str] = typer.Option(None, "--forget-split", help="forget01 (default), forget05 or forget10."),
-    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods ('retrain' = the cached retain model; default all: ulmr,ga,kl,dpo,npo,graddiff,retrain)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help=f"Comma-separated methods (default all: {','.join(method_names('tofu'))}; "
+                                 "a method that starts from the base model, such as retrain, is the cached retain model)."),
     scale: Optional[str] = typer.Option(None, "--scale", help="mini (default; laptop: 8 retain authors, capped evaluation) or full (the paper's protocol, GPUs)."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Unlearning runs per method (seeds 0..N-1; default 1); the table shows mean and spread."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default runs/bench/tofu); rerunning into it resumes."),
@@ -94,7 +96,7 @@ def rwku_cmd(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="The model to unlearn from (id, dir, .gguf or smollm2-135m; default smollm2-135m)."),
     data: str = typer.Option(..., "--data", help="RWKU data directory with <N>_<Name>/ target folders."),
     targets: Optional[str] = typer.Option(None, "--targets", help="Comma-separated target numbers, each unlearned separately (default 111,106,31)."),
-    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods: ulmr, ga, kl, dpo, npo, graddiff (default ulmr,ga,kl,dpo,npo)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help=f"Comma-separated methods (default all: {','.join(method_names('rwku'))})."),
     limit_train: Optional[int] = typer.Option(None, "--limit-train", help="Training items per method, the same cap for every method (32)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate at most N items per probe set, MIA set and MMLU (0: all; default 30, the laptop setting)."),
     utility: Optional[str] = typer.Option(None, "--utility", help="easy, mmlu or both (default; Gen = MMLU 5-shot, Easy = built-in set)."),

@@ -7,11 +7,13 @@ from typing import Optional
 
 import typer
 
+from ..methods.registry import method_names
+
 
 def compare_cmd(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Model to unlearn from (id, dir, .gguf or smollm2-135m)."),
     forget: str = typer.Option(..., "--forget", "-f", help="Forget set (.json/.jsonl/.csv with question/answer)."),
-    methods: str = typer.Option("ulmr,ga,graddiff,npo", help="Comma-separated methods: ulmr, ga, graddiff, kl, dpo, npo, retrain."),
+    methods: str = typer.Option("ulmr,ga,graddiff,npo", help=f"Comma-separated methods: {', '.join(method_names())}."),
     retain: Optional[str] = typer.Option(None, "--retain", "-r", help="Retain set (used in training where a method needs it, and measured)."),
     probe: Optional[str] = typer.Option(None, help="Held-out QA file (e.g. paraphrased forget questions), measured only."),
     steps: Optional[int] = typer.Option(None, help="Optimizer steps for every method (default: ULMR's steps for --epochs)."),
@@ -26,12 +28,11 @@ def compare_cmd(
     """Run each method on your data with equal optimizer steps; print forget / probe / retain ROUGE-L and probability."""
     from ..compare import compare
     from ..errors import ConfigError
-    from ..methods.registry import METHODS
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METHODS]
+    unknown = [m for m in names if m not in method_names()]
     if unknown or not names:
-        raise ConfigError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(METHODS)}")
+        raise ConfigError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(method_names())}")
     compare(model, forget, names, out, retain, probe, steps, epochs, lr, alpha, batch_size, max_new_tokens=max_new_tokens, seed=seed)
 
 

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..methods.registry import method_names
 from ..progress import console
 from .common import CONFIG_OPTION, build_config
 
@@ -17,7 +18,7 @@ QFIELD = typer.Option("question", help="Name of the question column.")
 AFIELD = typer.Option("answer", help="Name of the answer column.")
 RETAIN = typer.Option(None, "--retain", "-r", help="Retain set (same formats); mixed into training with its true answers.")
 ANCHOR = typer.Option("builtin", help="Without --retain: 'builtin' (general questions answered by the base model) or 'none' (with --answer-weight 0: the paper's exact recipe).")
-METHOD = typer.Option("ulmr", help="Unlearning method: ulmr, ga, graddiff, kl, dpo, npo, retrain.")
+METHOD = typer.Option("ulmr", help=f"Unlearning method: {', '.join(method_names())}.")
 REWRITES = typer.Option(2, "--num-rewrites", "-k", help="Rewrites per instruction (the paper: 2).")
 MODE = typer.Option("refusal", help="Negative responses: 'refusal' or 'counterfactual' (plausible but wrong).")
 REWRITE_PROMPT = typer.Option("rewrite", help="Rewrite prompt: built-in name or path to a YAML prompt file.")
@@ -58,7 +59,7 @@ OVERWRITE = typer.Option(False, help="Replace an existing output directory.")
 FRESH = typer.Option(False, help="Ignore cached generations and checkpoints of an interrupted run; start over.")
 TRC = typer.Option(False, help="Allow custom model code from the hub (off by default).")
 PICKLE = typer.Option(False, help="Allow loading pickle (.bin) checkpoints; safetensors only by default.")
-BASE = typer.Option(None, help="For 'retrain': the base model to start from when --model is a fine-tuned target.")
+BASE = typer.Option(None, help="For methods that start from the base model (retrain): the base model, when --model is a fine-tuned target.")
 OUT = typer.Option(..., "--out", "-o", help="Output directory.")
 VERIFY = typer.Option(False, "--verify", help="After saving, check whether the forgotten knowledge comes back (ulmr verify; report in OUT/verify).")
 PROBE = typer.Option(None, help="Held-out QA file (paraphrased forget questions) for --alpha auto and --verify (default: the generated probe rewrites).")
@@ -110,18 +111,18 @@ def generate_cmd(
 
     Resumable: rerunning the same command reuses finished rows (cache in OUT/generation_cache.jsonl)."""
     from ..atomic import write_json, write_jsonl
-    from ..config import UnlearnConfig
+    from ..config import BackendConfig, GenerateConfig, UnlearnConfig
     from ..data.records import load_qa
     from ..models import load
-    from ..pipeline import run_generation
+    from ..pipeline import make_backend, run_generation
 
     cfg = build_config(UnlearnConfig, ctx, config, dict(locals()))
     records = load_qa(cfg.forget, cfg.question_field, cfg.answer_field)
     # make_backend loads a separate --generator itself; the model is needed only when it is the generator.
     own = cfg.backend == "local" and not (cfg.generator and cfg.generator != cfg.model)
     m, tok = load(cfg.model, trust_remote_code=cfg.trust_remote_code) if own else (None, None)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    res = run_generation(cfg, records, m, tok, cfg.out)
+    backend = make_backend(cfg.stage(BackendConfig), m, tok, cfg.model, cfg.trust_remote_code, cfg.allow_pickle)
+    res = run_generation(cfg.stage(GenerateConfig), records, backend, cfg.out)
     write_jsonl(cfg.out / "d_fr.jsonl", res.rows)
     write_jsonl(cfg.out / "probe.jsonl", res.probes)
     write_json(cfg.out / "generation_stats.json", res.stats)

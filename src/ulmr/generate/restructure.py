@@ -17,11 +17,10 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Callable
 
 from ..atomic import write_jsonl
+from ..config import GenerateConfig
 from ..data.records import QARecord
 from ..errors import DataError
 from ..progress import progress_bar
@@ -35,24 +34,6 @@ log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 RETRY_TEMPERATURE = 0.7  # rounds after the first sample at least this hot, else greedy retries repeat
-
-
-class GenerateConfig(BaseModel):
-    """Options of the generation stage."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    num_rewrites: int = Field(2, ge=0, le=20, description="rewrites per item (k); rows per item = k + 1")
-    mode: Literal["refusal", "counterfactual"] = "refusal"
-    rewrite_prompt: str = Field("rewrite", description="built-in prompt name or a .yaml path")
-    negative_prompt: str | None = Field(None, description="built-in name or .yaml path; default negative_<mode>")
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(64, ge=1, le=1024)
-    batch_size: int = Field(32, ge=1)
-    max_tries: int = Field(3, ge=1, le=20)
-    seed: int = 0
-    probe: bool = True
 
 
 @dataclass
@@ -115,11 +96,11 @@ class _Runner:
                 continue
             task = self.bar.add_task(f"{stage} round {r}/{cfg.max_tries}", total=len(missing))
             temperature = cfg.temperature if r == 1 else max(cfg.temperature, RETRY_TEMPERATURE)
-            for c in range(0, len(todo_round), cfg.batch_size):
-                chunk = [s for s in todo_round[c : c + cfg.batch_size] if s.key in missing]
+            for c in range(0, len(todo_round), cfg.gen_batch_size):
+                chunk = [s for s in todo_round[c : c + cfg.gen_batch_size] if s.key in missing]
                 if not chunk:
                     continue
-                seed = _seed(cfg.seed, stage, r, c // cfg.batch_size)
+                seed = _seed(cfg.seed, stage, r, c // cfg.gen_batch_size)
                 outs = self.backend.chat([s.conversation for s in chunk], cfg.max_new_tokens, temperature, seed, top_p=cfg.top_p)
                 if len(outs) != len(chunk):
                     raise BackendError(f"backend {self.backend.name} returned {len(outs)} replies for {len(chunk)} prompts")
@@ -153,7 +134,7 @@ def _item_hash(rec: QARecord) -> str:
 
 def config_hash(cfg: GenerateConfig, rewrite: PromptTemplate, negative: PromptTemplate, backend: Backend) -> str:
     """Hash of everything that changes the generations: a different value means a fresh cache key."""
-    return short_hash(CACHE_VERSION, cfg.model_dump(), rewrite.fingerprint(), negative.fingerprint(), backend.name)
+    return short_hash(CACHE_VERSION, cfg.model_dump(by_alias=True), rewrite.fingerprint(), negative.fingerprint(), backend.name)
 
 
 def restructure(
@@ -183,7 +164,7 @@ def restructure(
     rw_slots = []
     for i, rec in enumerate(records):
         rw_slots += [rewrite_slot(i, rec, "rewrite", j) for j in range(1, k + 1)]
-        if cfg.probe:
+        if cfg.probe_rewrites:
             rw_slots.append(rewrite_slot(i, rec, "probe", k + 1))
 
     with progress_bar() as bar:
@@ -228,7 +209,7 @@ def restructure(
                 # the spans the negative had to avoid; --answer-weight lowers exactly these tokens
                 **({"key": keys[i]} if keys[i] else {}),
             })
-        if cfg.probe:
+        if cfg.probe_rewrites:
             probes.append({"question": rewrites[(i, "probe", k + 1)].text, "answer": rec.answer, "source_index": i, "variant": "probe"})
     stats = _stats(cache, rw_slots, neg_slots, rows, probes, runner.generated)
     log.info("generation: %d rows, %d probes, %d fallback rewrites, %d fallback negatives",

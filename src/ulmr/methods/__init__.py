@@ -18,11 +18,12 @@ over the batch. *ULMR's lr without ``--lr``: 1e-4 below 0.5B parameters, 3e-5 be
 of the answer each D_fr row replaced (its ``original_answer``), found in the model's own answer to the row's
 question (:mod:`ulmr.training.answer_text`); γ = 0 is the paper's plain SFT.
 
-Adding a method: a file with a :class:`Method` subclass (its loss and class-attribute defaults) and one
-line in ``registry.METHODS``.
+Adding a method: a file with a :class:`Method` subclass (its loss, its class-attribute defaults and what the
+pipeline needs to know: display name, whether it generates D_fr, averages by default, starts from the base
+model, which benchmarks run it) and one line in ``registry.METHODS``.
 """
 
 from .base import Method
-from .registry import METHODS, get_method, method_class
+from .registry import METHODS, display_name, get_method, method_class, method_names
 
-__all__ = ["METHODS", "Method", "get_method", "method_class"]
+__all__ = ["METHODS", "Method", "display_name", "get_method", "method_class", "method_names"]

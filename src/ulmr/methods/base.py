@@ -20,10 +20,23 @@ class Method:
     (parts whose reference sequence log-probs are precomputed once), ``needs_preferred`` (a preferred
     answer per forget item: the item's ``preferred`` or a drawn refusal), ``uses_original`` (part
     ``original``: the answer a D_fr row replaced, its ``original_answer`` column, while the instance's
-    ``answer_weight`` is non-zero).
+    ``answer_weight`` is non-zero). Without ``--retain`` the pipeline loads the built-in anchor as the
+    retain set for every method whose ``retain`` is not ``"never"``.
+
+    Pipeline needs, read by ``ulmr unlearn``, ``ulmr compare`` and the benchmarks (no code outside
+    :mod:`ulmr.methods` compares a method's name):
+    ``display_name`` (its row in the benchmark tables), ``generates_dfr`` (it trains on D_fr, the rewrites
+    and negative responses generated from the forget set, not on the forget set itself; the generation also
+    yields the held-out probes), ``default_alpha`` (the averaging weight α used without ``--alpha``; None:
+    no averaging unless asked; the benchmarks average exactly these methods, at their ``--alpha``),
+    ``starts_from_base`` (training starts from ``--base`` when given, not from ``--model``; the TOFU
+    bench's retain model is its run), ``benchmarks`` (the benchmark protocols that run it, by default and
+    as allowed choices), ``forget_only_in`` (protocols that run it without a retain set although it takes
+    one elsewhere: RWKU's GA, NPO and DPO).
     """
 
     name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
     uses_forget: ClassVar[bool] = True
     retain: ClassVar[RetainUse] = "never"
     needs_ref_model: ClassVar[bool] = False
@@ -31,6 +44,12 @@ class Method:
     needs_preferred: ClassVar[bool] = False
     uses_original: ClassVar[bool] = False
     forget_nll_rises: ClassVar[bool] = True  # False where the forget answers are learned (ULMR's D_fr)
+    # pipeline needs
+    generates_dfr: ClassVar[bool] = False
+    default_alpha: ClassVar[float | None] = None
+    starts_from_base: ClassVar[bool] = False
+    benchmarks: ClassVar[tuple[str, ...]] = ("tofu", "rwku")
+    forget_only_in: ClassVar[tuple[str, ...]] = ()
     # documented defaults
     lr: ClassVar[float] = 1e-5
     epochs: ClassVar[float] = 3.0

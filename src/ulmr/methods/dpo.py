@@ -16,6 +16,8 @@ class DPO(Method):
     """
 
     name = "dpo"
+    display_name = "DPO"
+    forget_only_in = ("rwku",)  # RWKU's DPO: forget side only
     retain = "optional"
     ref_logp_parts = ("pref", "forget")
     needs_preferred = True

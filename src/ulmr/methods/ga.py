@@ -10,6 +10,7 @@ class GradientAscent(Method):
     """loss = −NLL_f (token mean); lr 1e-5, 3 epochs."""
 
     name = "ga"
+    display_name = "Gradient Ascent"
     lr = 1e-5
     epochs = 3.0
 

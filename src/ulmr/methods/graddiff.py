@@ -10,6 +10,7 @@ class GradDiff(Method):
     """loss = −NLL_f + w·NLL_r; w = 1, lr 1e-5, 3 epochs."""
 
     name = "graddiff"
+    display_name = "Gradient Difference"
     retain = "required"
     lr = 1e-5
     epochs = 3.0

@@ -13,6 +13,7 @@ class KLMin(Method):
     """loss = −NLL_f + w·KL(p_ref || p_θ)_retain; w = 1, lr 1e-5, 3 epochs. Needs the live reference."""
 
     name = "kl"
+    display_name = "KL Minimization"
     retain = "required"
     needs_ref_model = True
     lr = 1e-5

@@ -14,6 +14,8 @@ class NPO(Method):
     """
 
     name = "npo"
+    display_name = "NPO"
+    forget_only_in = ("rwku",)  # RWKU's NPO: forget side only
     retain = "optional"
     ref_logp_parts = ("forget",)
     lr = 1e-5

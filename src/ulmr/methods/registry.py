@@ -12,13 +12,14 @@ from .npo import NPO
 from .retrain import Retrain
 from .ulmr import ULMR
 
+# The order is the order of the benchmark tables' rows and of the lists in help and error messages.
 METHODS: dict[str, type[Method]] = {
     "ulmr": ULMR,
     "ga": GradientAscent,
-    "graddiff": GradDiff,
     "kl": KLMin,
     "dpo": DPO,
     "npo": NPO,
+    "graddiff": GradDiff,
     "retrain": Retrain,
 }
 
@@ -29,6 +30,16 @@ def method_class(name: str) -> type[Method]:
         return METHODS[name]
     except KeyError:
         raise ConfigError(f"unknown method '{name}'; known: {', '.join(METHODS)}") from None
+
+
+def method_names(benchmark: str | None = None) -> list[str]:
+    """Registered names in registry order; with ``benchmark``, those whose protocol list includes it."""
+    return [n for n, c in METHODS.items() if benchmark is None or benchmark in c.benchmarks]
+
+
+def display_name(name: str) -> str:
+    """How tables name method ``name`` ("Gradient Ascent"); the name itself when the class sets none."""
+    return method_class(name).display_name or name
 
 
 def get_method(name: str, beta: float | None = None, retain_weight: float | None = None,

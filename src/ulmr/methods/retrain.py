@@ -10,6 +10,9 @@ class Retrain(Method):
     """loss = NLL_r; forget rows are ignored. lr 1e-5, 5 epochs (TOFU's retain-model recipe)."""
 
     name = "retrain"
+    display_name = "Retraining"
+    starts_from_base = True
+    benchmarks = ("tofu",)  # TOFU's retain model; RWKU has no retraining oracle
     uses_forget = False
     retain = "required"
     forget_nll_rises = False

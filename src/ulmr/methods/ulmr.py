@@ -31,6 +31,9 @@ class ULMR(Method):
     """
 
     name = "ulmr"
+    display_name = "ULMR"
+    generates_dfr = True
+    default_alpha = 0.5  # the paper's
     retain = "optional"
     uses_original = True
     forget_nll_rises = False

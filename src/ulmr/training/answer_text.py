@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 from ..data.records import QARecord
 from ..generate.filters import key_span, leaked_terms
 from ..inference import cached_answers
 
-AnswerSource = Literal["model", "data"]
 # Long enough for a one-sentence answer to name the fact; only the key-span tokens are labelled.
 ANSWER_TOKENS = 48
 

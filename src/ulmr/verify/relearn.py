@@ -58,17 +58,18 @@ def split_halves(records: Sequence[QARecord], seed: int = 0) -> tuple[list[QARec
 def relearn(model, tokenizer, train: Sequence[QARecord], steps: int = 10, lr: float = 1e-4,
             batch_size: int = 4, seed: int = 0) -> Relearned:
     """Fine-tune a deep copy of ``model`` for exactly ``steps`` optimizer steps at a constant ``lr``."""
+    from ..methods.retrain import Retrain
     from ..train import TrainConfig, train_unlearn
 
     cfg = TrainConfig(
-        method="retrain", lr=lr, max_steps=steps, epochs=1.0, batch_size=min(batch_size, len(train)),
-        lr_scheduler="constant", warmup_ratio=0.0, save_steps=0, keep_checkpoints=False, logging_steps=1,
+        method=Retrain.name, lr=lr, max_steps=steps, epochs=1.0, batch_size=min(batch_size, len(train)),
+        lr_scheduler="constant", warmup_ratio=0.0, checkpoint_steps=0, keep_checkpoints=False, logging_steps=1,
         seed=seed, num_threads=torch.get_num_threads(),
     )
     counter = _StepCounter()
     work = copy.deepcopy(model)
     with tempfile.TemporaryDirectory(prefix="ulmr-relearn-") as tmp:
-        # forget=[]: 'retrain' trains on the retain argument only
+        # forget=[]: Retraining's loss trains on the retain argument only
         result = train_unlearn(work, tokenizer, [], list(train), cfg, tmp, resume=False, callbacks=[counter])
     losses = [h["loss"] for h in result.log_history if "loss" in h]
     trained = result.model
