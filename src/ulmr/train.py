@@ -28,13 +28,13 @@ from .data.records import QARecord
 from .errors import ConfigError
 from .methods.refusals import load_refusals
 from .methods.registry import get_method, method_class
-from .progress import quiet
+from .progress import verbose
 from .training.checkpoints import drop_incomplete_checkpoints, last_complete_checkpoint
 from .training.answer_text import AnswerSource, choose_answer_texts, model_answers
 from .training.data import PartCollator, RowDataset, add_original_answers, as_records, build_rows, match_retain_lengths, retain_schedule
 from .training.probe import EpochProbe
 from .training.reference import ModelReference, frozen_copy, precompute_ref_logps
-from .training.trainer import RetainEpochCallback, UnlearnTrainer
+from .training.trainer import RetainEpochCallback, TrainProgress, UnlearnTrainer
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def _training_args(cfg: TrainConfig, ckpt_dir: Path, epochs: float, lr: float) -
         activation_checkpointing=cfg.gradient_checkpointing,
         dataloader_pin_memory=torch.cuda.is_available(),
         report_to=[],
-        disable_tqdm=quiet(),
+        disable_tqdm=not verbose(),  # TrainProgress draws the bar
         remove_unused_columns=False,
         label_names=[],
         dataloader_num_workers=0,
@@ -240,8 +240,10 @@ def train_unlearn(
         callbacks=([probe] if probe else []) + ([RetainEpochCallback(dataset)] if schedule else []) + list(callbacks or []),
         method=method,
     )
-    if quiet():
+    bar = None if verbose() else TrainProgress()
+    if bar:  # one rich bar instead of the Trainer's printed log dicts
         trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(bar)
 
     # The model as handed over is the reference: with LoRA, the same model with its adapter disabled.
     initial = ModelReference(trainer.model, adapter_off=cfg.lora)
@@ -267,7 +269,11 @@ def train_unlearn(
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     start = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        if bar:
+            bar.close()
     seconds = time.perf_counter() - start
     tokens, answer_tokens = trainer.total_tokens()
     if not cfg.keep_checkpoints and trainer.is_world_process_zero():
