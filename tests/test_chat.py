@@ -1,3 +1,5 @@
+import pytest
+
 from ulmr.data.chat import IGNORE, ChatFormat, collate
 
 
@@ -76,3 +78,68 @@ def test_answer_window_spans_from_before_the_first_labelled_column():
     labels[0, 0] = 7
     assert answer_window(labels) == 6  # a label at column 0 (nothing predicts it) still needs only T logits
     assert answer_window(torch.full((1, 1), IGNORE)) == 1
+
+
+# --------------------------------------------------------------------------- no chat template
+@pytest.fixture(scope="module")
+def plain_tok(tokenizer):
+    import copy
+
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = None
+    return tok
+
+
+def test_plain_format_trains_on_the_prompt_generation_sees(plain_tok):
+    cf = ChatFormat(plain_tok)
+    q = "Who wrote Hamlet?"
+    e = cf.encode(q, "Shakespeare wrote it.")
+    assert cf.prompt_ids(q) == e.input_ids[: e.prompt_len]
+    assert plain_tok.decode(e.input_ids[: e.prompt_len]).endswith("Question: Who wrote Hamlet?\nAnswer:")
+    # the answer's first token carries its leading space, as the model generates it after 'Answer:'
+    labelled = [t for t, l in zip(e.input_ids, e.labels) if l != IGNORE]
+    assert labelled[0] == plain_tok(" Shakespeare", add_special_tokens=False)["input_ids"][0]
+    assert plain_tok.decode(labelled) == " Shakespeare wrote it." + plain_tok.eos_token
+    space = plain_tok(" ", add_special_tokens=False)["input_ids"]
+    assert len(space) == 1 and space[0] not in e.input_ids  # no standalone space token
+
+
+@pytest.mark.parametrize("level,kind", [("FB", ""), ("QA", ""), ("AA", "role play"), ("AA", "incontext learning")])
+def test_plain_format_rwku_probe_says_answer_once(plain_tok, level, kind):
+    from ulmr.eval.rwku import probe_prompt
+
+    text, suffix = probe_prompt(level, {"query": "Question: Who is Mara?" if "incontext" in kind else "Who is Mara?", "type": kind})
+    cf = ChatFormat(plain_tok)
+    rendered = cf.render_text([{"role": "user", "content": text}], suffix=suffix)
+    assert rendered.endswith("Who is Mara?\nAnswer:") and rendered.count("Answer:") == 1, rendered
+    assert "Question: Please" not in rendered and "\n\nAnswer" not in rendered
+    assert plain_tok.decode(cf.prompt_ids(text, suffix=suffix)) == rendered
+
+
+def test_plain_format_affirmative_suffix_gets_no_answer_cue(plain_tok):
+    from ulmr.eval.rwku import probe_prompt
+
+    text, suffix = probe_prompt("AA", {"query": "Who is Mara? Sure, here is the answer:", "type": "affirmative suffix"})
+    rendered = ChatFormat(plain_tok).render_text([{"role": "user", "content": text}], suffix=suffix)
+    assert rendered.endswith("Question: Who is Mara? Sure, here is the answer:") and "Answer:" not in rendered
+
+
+def test_plain_format_mmlu_prompt_says_answer_once_per_question(plain_tok):
+    from ulmr.metrics.mcq import MCQItem, format_prompt
+
+    shot = MCQItem("1+1?", ["1", "2", "3", "4"], 1, "math")
+    item = MCQItem("2+2?", ["3", "4", "5", "6"], 1, "elementary_mathematics", [shot])
+    rendered = ChatFormat(plain_tok).render_text([{"role": "user", "content": format_prompt(item)}])
+    assert rendered.endswith("D. 6\nAnswer:") and rendered.count("Answer:") == 2  # the shot's and the item's
+    assert "Question: The following" not in rendered and "Answer:Answer:" not in rendered and "\nAnswer:\nAnswer:" not in rendered
+
+
+def test_plain_format_on_a_model_without_template(tiny, plain_tok):
+    from ulmr.eval.rwku import run_probes
+    from ulmr.metrics.mcq import MCQItem, mcq_predict
+
+    model, _ = tiny
+    probes = run_probes(model, plain_tok, {"forget_qa": [{"query": "Who is Mara?", "answer": "A writer."}]}, max_new_tokens=2)
+    assert probes["forget_qa"][0]["prompt"].count("Answer:") == 1
+    recs = mcq_predict(model, plain_tok, [MCQItem("2+2?", ["3", "4", "5", "6"], 1)])
+    assert recs[0]["prompt"].endswith("D. 6\nAnswer:") and recs[0]["prompt"].count("Answer:") == 1

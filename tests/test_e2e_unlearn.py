@@ -8,7 +8,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, embedded):
     from ulmr import unlearn
     from ulmr.paths import resources_dir
 
@@ -18,18 +18,28 @@ def run(tmp_path_factory):
     forget = tmp / "forget.jsonl"
     forget.write_text("".join(json.dumps(r) + "\n" for r in rows))
     # A short, strong schedule keeps the test fast; the shipped defaults are exercised by `make demo`.
-    result = unlearn("smollm2-135m", forget, tmp / "out", num_rewrites=2, epochs=2, lr=1e-4, max_new_tokens=40, seed=0)
+    result = unlearn(embedded, forget, tmp / "out", num_rewrites=2, epochs=2, lr=1e-4, max_new_tokens=40, seed=0)
     return result, rows
 
 
-def test_output_is_a_loadable_hf_model(run):
+def test_output_is_a_loadable_hf_model(run, embedded):
+    import torch
     from transformers import AutoModelForCausalLM
+
+    from ulmr.models import cached_model_dir
 
     result, _ = run
     names = {p.name for p in result.out.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "ulmr_run.json", "d_fr.jsonl", "probe.jsonl"} <= names
     assert not any(n.endswith(".bin") for n in names)
-    assert AutoModelForCausalLM.from_pretrained(result.out) is not None
+    model = AutoModelForCausalLM.from_pretrained(result.out)
+    base = AutoModelForCausalLM.from_pretrained(cached_model_dir(embedded))
+    assert type(model).__name__ == type(base).__name__ == "LlamaForCausalLM"
+    assert model.num_parameters() == base.num_parameters()
+    trained, before = model.state_dict(), base.state_dict()
+    assert trained.keys() == before.keys()
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in trained.values())
+    assert any(not torch.equal(v, before[k]) for k, v in trained.items())  # unlearning changed the weights
 
 
 def test_d_fr_rows_and_no_key_span_leak(run):
@@ -45,7 +55,7 @@ def test_d_fr_rows_and_no_key_span_leak(run):
     assert counts["d_fr_rows"] == 9 and "fallback_negatives" in counts and "rejected" in counts
 
 
-def test_greedy_answer_changes(run):
+def test_greedy_answer_changes(run, embedded):
     from ulmr.data.chat import ChatFormat
     from ulmr.inference import generate
     from ulmr.models import load
@@ -53,7 +63,7 @@ def test_greedy_answer_changes(run):
     result, rows = run
     q = rows[0]["question"]
     answers = []
-    for spec in ("smollm2-135m", str(result.out)):
+    for spec in (embedded, str(result.out)):
         m, tok = load(spec)
         answers.append(generate(m, tok, [ChatFormat(tok).prompt_ids(q)], max_new_tokens=30)[0])
     assert "Rowling" in answers[0]

@@ -335,9 +335,11 @@ def test_counterfactual_mode_and_no_probe(tiny, qa_file, tmp_path):
 
 
 def test_config_validation():
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"mode\n  Input should be 'refusal' or 'counterfactual'"):
         GenerateConfig(mode="nonsense")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match=r"num_rewrites\n  Input should be greater than or equal to 0"):
         GenerateConfig(num_rewrites=-1)
     with pytest.raises(DataError):
         restructure([], Scripted(), GenerateConfig())

@@ -201,6 +201,38 @@ def test_batched_score_equals_per_item(tiny):
         assert s.n_tokens == e.answer_len
 
 
+class _NaNOnPadding(torch.nn.Module):
+    """The model, with NaN written into every logit at a padded position (attention mask 0)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.padded_logits = 0
+
+    def forward(self, input_ids, attention_mask, **kw):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **kw)
+        padded = (attention_mask[:, -out.logits.shape[1]:] == 0).unsqueeze(-1)
+        self.padded_logits += int(padded.sum())
+        out.logits = out.logits.masked_fill(padded, float("nan"))
+        return out
+
+
+def test_score_ignores_nan_logits_at_padded_positions(tiny):
+    from ulmr.data.chat import ChatFormat
+    from ulmr.inference import score
+
+    model, tok = tiny
+    cf = ChatFormat(tok)
+    # the long answer makes the logit window reach into the short row's left padding
+    encs = [cf.encode("Who?", "Mara."), cf.encode("Q", " ".join(["A rather long answer with many tokens."] * 4))]
+    clean = score(model, encs, tok.pad_token_id, batch_size=2)
+    poisoned = _NaNOnPadding(model)
+    dirty = score(poisoned, encs, tok.pad_token_id, batch_size=2)
+    assert poisoned.padded_logits > 0
+    assert all(math.isfinite(s.nll_sum) for s in dirty)
+    assert [(s.nll_sum, s.n_tokens) for s in dirty] == [(s.nll_sum, s.n_tokens) for s in clean]
+
+
 def test_cloze_scores_option_tokens_only(tiny):
     from ulmr.data.chat import IGNORE, ChatFormat
     from ulmr.inference import score

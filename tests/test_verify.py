@@ -216,18 +216,35 @@ def test_generated_paraphrases_are_cached(tiny, tiny_model_dir, tmp_path, monkey
     assert not calls and [r.question for r in again] == [r.question for r in recs]
 
 
-def test_hook_passes_the_run_settings(monkeypatch, tmp_path, qa_file):
-    import ulmr.verify.run as run_mod
+def test_hook_verifies_the_saved_run_with_its_settings(unlearned_dir, tiny_model_dir, tmp_path):
+    """``unlearn --verify``'s hook on a real run directory: the run's base, its forget and retain files read
+    with its field names, its probe.jsonl; the report lands in OUT/verify and the model files stay as they were."""
     from ulmr.config import UnlearnConfig
     from ulmr.verify import run_verify_after_unlearn
 
-    seen = {}
-    monkeypatch.setattr(run_mod, "verify", lambda *a, **k: seen.update(args=a, kwargs=k) or {"passed": True})
-    cfg = UnlearnConfig(model="smollm2-135m", forget=str(qa_file), out=tmp_path / "run")
-    assert run_verify_after_unlearn(tmp_path / "run", cfg, relearn_steps=3) == {"passed": True}
-    model, base, forget = seen["args"]
-    assert (model, base, len(forget)) == (tmp_path / "run", "smollm2-135m", 3)
-    assert seen["kwargs"]["out"] == tmp_path / "run" / "verify" and seen["kwargs"]["relearn_steps"] == 3
+    def qa(path: Path, recs) -> str:
+        path.write_text("".join(json.dumps({"prompt": r.question, "reply": r.answer}) + "\n" for r in recs), encoding="utf-8")
+        return str(path)
+
+    cfg = UnlearnConfig(model=str(tiny_model_dir), forget=qa(tmp_path / "f.jsonl", FORGET), retain=qa(tmp_path / "r.jsonl", RETAIN),
+                        question_field="prompt", answer_field="reply", out=unlearned_dir)
+    model_files = dir_hash(unlearned_dir)
+    summary = run_verify_after_unlearn(unlearned_dir, cfg, show=False, max_new_tokens=2, batch_size=8, relearn_steps=1,
+                                       relearn_lr=1e-3, group_size=16, quant_bits=(4,), attacks=("role_play",))
+    report = unlearned_dir / "verify"
+    data = json.loads((report / "verify.json").read_text())
+    assert data["passed"] == summary["passed"] and data["checks"] == summary["checks"]
+    assert (data["model"], data["base"]) == (str(unlearned_dir), str(tiny_model_dir))
+    assert data["forget"]["items"] == len(FORGET)
+    rel = data["relearning"]
+    assert sorted(rel["train_items"] + rel["measured_items"]) == sorted(r.question for r in FORGET)
+    assert data["over_refusal"]["n"] == len(RETAIN)
+    assert data["sources"]["paraphrase"].endswith("probe.jsonl")
+    assert [r["check"] for r in data["rows"]] == ["direct", "paraphrase", "adversarial", "relearning", "quantisation"]
+    for f in report.iterdir():
+        f.unlink()
+    report.rmdir()
+    assert dir_hash(unlearned_dir) == model_files
 
 
 def test_cli_needs_base_without_a_run_record(tmp_path, qa_file, capsys):

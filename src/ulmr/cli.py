@@ -11,7 +11,7 @@ import sys
 import typer
 
 from .errors import UlmrError
-from .progress import console
+from .progress import console, silence_libraries, verbose
 
 COMMAND_MODULES = ["pipeline", "demo", "sweep", "verify", "bench", "evaluate", "compare"]
 
@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "datasets", "transformers", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not debug else logging.INFO)
+    if not (debug or verbose()):
+        silence_libraries()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         app(args=argv, standalone_mode=True)

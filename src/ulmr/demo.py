@@ -22,12 +22,19 @@ GEN_TOKENS = 48
 # answer term, by two with it: docs/results/answer_term.json).
 DEMO_SETTINGS = {"alpha": 0.4}
 
-# Acceptance rules the demo checks and prints.
+# Acceptance rules the demo checks and prints. EPS: a value exactly on a bound passes despite float rounding
+# (0.75 - 0.73 is 0.020000000000000018).
+EPS = 1e-9
 RULES = [
-    ("forget ROUGE-L recall after <= 50% of before", lambda b, a: a["forget_rouge"] <= 0.5 * b["forget_rouge"]),
-    ("neighbour ROUGE-L recall after >= 85% of before", lambda b, a: a["neighbour_rouge"] >= 0.85 * b["neighbour_rouge"]),
-    ("utility accuracy drops by <= 2 points", lambda b, a: (b["utility_acc"] - a["utility_acc"]) * 100 <= 2.0),
+    ("forget ROUGE-L recall after <= 50% of before", lambda b, a: a["forget_rouge"] <= 0.5 * b["forget_rouge"] + EPS),
+    ("neighbour ROUGE-L recall after >= 85% of before", lambda b, a: a["neighbour_rouge"] >= 0.85 * b["neighbour_rouge"] - EPS),
+    ("utility accuracy drops by <= 2 points", lambda b, a: (b["utility_acc"] - a["utility_acc"]) * 100 <= 2.0 + EPS),
 ]
+
+
+def check_results(before: dict[str, float], after: dict[str, float]) -> list[tuple[str, bool]]:
+    """The demo's PASS/FAIL lines: (rule, passed) for each of :data:`RULES`."""
+    return [(name, bool(rule(before, after))) for name, rule in RULES]
 
 
 def demo_sets() -> dict[str, list]:
@@ -131,7 +138,7 @@ def run_demo(out: Path, **overrides: Any) -> dict[str, Any]:
 
     console.rule("[bold]4/4 report")
     table, examples = results_table(before, after), examples_table(items_before, items_after)
-    checks = [(name, bool(rule(before, after))) for name, rule in RULES]
+    checks = check_results(before, after)
     timings["total"] = time.time() - t0
     report = [
         "# ulmr demo report", "",

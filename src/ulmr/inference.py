@@ -83,7 +83,7 @@ def score(
             tgt = target.clamp(min=0)
             tok_nll = -logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
             valid = target != IGNORE
-            sums = (tok_nll * valid).sum(-1)
+            sums = tok_nll.masked_fill(~valid, 0.0).sum(-1)  # not a product: NaN * 0 is NaN
             counts = valid.sum(-1)
             for j, i in enumerate(idx):
                 results[i] = Scored(float(sums[j]), int(counts[j]))

@@ -28,13 +28,13 @@ from .data.records import QARecord
 from .errors import ConfigError
 from .methods.refusals import load_refusals
 from .methods.registry import get_method, method_class
-from .progress import quiet
+from .progress import verbose
 from .training.checkpoints import drop_incomplete_checkpoints, last_complete_checkpoint
 from .training.answer_text import choose_answer_texts, model_answers
 from .training.data import PartCollator, RowDataset, add_original_answers, as_records, build_rows, match_retain_lengths, retain_schedule
 from .training.probe import EpochProbe
 from .training.reference import ModelReference, frozen_copy, precompute_ref_logps
-from .training.trainer import RetainEpochCallback, UnlearnTrainer
+from .training.trainer import RetainEpochCallback, TrainProgress, UnlearnTrainer
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _training_args(cfg: TrainConfig, ckpt_dir: Path, epochs: float, lr: float) -
         activation_checkpointing=cfg.gradient_checkpointing,
         dataloader_pin_memory=torch.cuda.is_available(),
         report_to=[],
-        disable_tqdm=quiet(),
+        disable_tqdm=not verbose(),  # TrainProgress draws the bar
         remove_unused_columns=False,
         label_names=[],
         dataloader_num_workers=0,
@@ -178,8 +178,9 @@ def _trainer(model, tokenizer, method, cfg: TrainConfig, data: _Data, args: Trai
         callbacks=([probe] if probe else []) + ([RetainEpochCallback(data.dataset)] if data.schedule else []) + list(callbacks or []),
         method=method,
     )
-    if quiet():
+    if not verbose():  # one rich bar instead of the Trainer's printed log dicts
         trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(TrainProgress())
     return trainer, probe
 
 
@@ -206,8 +207,13 @@ def _run(trainer, ckpt_dir: Path, resume: bool):
     checkpoint = last_complete_checkpoint(ckpt_dir) if resume else None  # other ranks may look before the drop
     if checkpoint:
         log.info("resuming from %s", checkpoint)
+    bar = next((c for c in trainer.callback_handler.callbacks if isinstance(c, TrainProgress)), None)
     start = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        if bar:
+            bar.close()
     return out, time.perf_counter() - start
 
 

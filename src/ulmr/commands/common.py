@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
-import click
 import typer
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -40,16 +39,23 @@ def build_config(model: type[M], ctx: typer.Context, config: Path | None, values
     for name, value in values.items():
         if name not in model.model_fields:
             continue
-        source = ctx.get_parameter_source(name)
-        from_cli = source is not None and source not in (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
+        from_cli = _given(ctx, name)
         if from_cli or name not in file_values:
             if value is not None or from_cli:
                 merged[name] = value
     for name, value in file_values.items():
-        src = ctx.get_parameter_source(name) if name in values else None
-        if src in (None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP):
+        if not (name in values and _given(ctx, name)):
             merged[name] = value
     try:
         return model(**merged)
     except ValidationError as e:
         raise ConfigError(validation_message(e)) from e
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given on the command line (or its environment variable), not defaulted.
+
+    By the source's name: typer bundles its own click, whose ParameterSource is not ``click.core``'s."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+

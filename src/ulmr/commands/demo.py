@@ -13,9 +13,13 @@ def demo_cmd(
     alpha: float = typer.Option(None, help="Override the averaging weight (default 0.4)."),
     seed: int = typer.Option(None, help="Override the seed (default 0): generation sampling, data order, anchor pairing."),
     generator_dtype: str = typer.Option(None, help="Generate D_fr with a float32 (default), bfloat16 or float16 copy of the model."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show the Trainer's own log lines and progress bar, and transformers' info logs."),
 ) -> None:
     """Unlearn built-in Harry Potter facts from the embedded SmolLM2-135M and show before vs after."""
     from ..demo import run_demo
+    from ..progress import set_verbose
+
+    set_verbose(verbose)
 
     given = {"epochs": epochs, "alpha": alpha, "seed": seed, "generator_dtype": generator_dtype}
     overrides = {k: v for k, v in given.items() if v is not None}

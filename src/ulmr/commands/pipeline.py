@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..methods.registry import method_names
-from ..progress import console
+from ..progress import console, set_verbose
 from .common import CONFIG_OPTION, build_config
 
 # Options shared by unlearn and its stages, defined once.
@@ -63,6 +63,7 @@ BASE = typer.Option(None, help="For methods that start from the base model (retr
 OUT = typer.Option(..., "--out", "-o", help="Output directory.")
 VERIFY = typer.Option(False, "--verify", help="After saving, check whether the forgotten knowledge comes back (ulmr verify; report in OUT/verify).")
 PROBE = typer.Option(None, help="Held-out QA file (paraphrased forget questions) for --alpha auto and --verify (default: the generated probe rewrites).")
+VERBOSE = typer.Option(False, "--verbose", help="Show the Trainer's own log lines and progress bar, and transformers' info logs.")
 CKPT_STEPS = typer.Option(None, help="Save a training checkpoint every N steps (default: one per epoch; 0: none); a rerun resumes from the last.")
 
 
@@ -80,12 +81,13 @@ def unlearn_cmd(
     max_steps: int = MAX_STEPS, max_length: int = MAXLEN, group_by_length: bool = GROUP, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
     checkpoint_steps: Optional[int] = CKPT_STEPS, keep_finetuned: bool = KEEP, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
     trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE, verify: bool = VERIFY, probe: Optional[str] = PROBE,
-    config: Optional[Path] = CONFIG_OPTION,
+    config: Optional[Path] = CONFIG_OPTION, verbose: bool = VERBOSE,
 ) -> None:
     """Unlearn a forget set: generate D_fr, fine-tune, average with the base, save (ULMR by default)."""
     from ..config import UnlearnConfig
     from ..pipeline import unlearn
 
+    set_verbose(verbose)
     cfg = build_config(UnlearnConfig, ctx, config, dict(locals()))
     result = unlearn(cfg)
     counts = result.record.get("counts", {})
@@ -139,12 +141,13 @@ def train_cmd(
     max_steps: int = MAX_STEPS, max_length: int = MAXLEN, group_by_length: bool = GROUP, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
     checkpoint_steps: Optional[int] = CKPT_STEPS, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
     trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE,
-    config: Optional[Path] = CONFIG_OPTION,
+    config: Optional[Path] = CONFIG_OPTION, verbose: bool = VERBOSE,
 ) -> None:
     """Fine-tune with any method on the given data and save p_f (no generation, no averaging)."""
     from ..config import UnlearnConfig
     from ..pipeline import unlearn
 
+    set_verbose(verbose)
     cfg = build_config(UnlearnConfig, ctx, config, dict(locals()))
     # The data is used as given (D_fr is already restructured) and nothing is averaged: this saves p_f.
     result = unlearn(cfg, generate_dfr=False, average=False)

@@ -30,6 +30,8 @@ FIXED_DATE = "26 Jul 2024"  # for templates that inject today's date (Llama 3.x)
 IGNORE = -100
 
 Message = dict[str, str]
+_ANSWER = "\x00"  # stands for the answer while the conversation is rendered
+_FRAMED = re.compile(r"(?:^|\n)Question:")  # a user turn in the plain format's own framing
 
 
 @dataclass
@@ -76,10 +78,11 @@ class ChatFormat:
             msgs = [{"role": "system", "content": self.system}] + msgs
         return msgs
 
-    def _pieces(self, messages: Sequence[Message], add_generation_prompt: bool) -> list[tuple[str, int | None]]:
-        """Split the rendered conversation into (text, message index or None for template text)."""
+    def _pieces(self, messages: Sequence[Message], add_generation_prompt: bool, suffix: str = "") -> list[tuple[str, int | None]]:
+        """Split the rendered conversation into (text, message index or None for template text); ``suffix``
+        is the text that will follow it (the plain format adds no 'Answer:' cue when it holds one)."""
         if not self.has_template:
-            return self._plain_pieces(messages, add_generation_prompt)
+            return self._plain_pieces(messages, suffix)
         nonce = secrets.token_hex(6)
         marks = [f"\u27e6{nonce}:{i}\u27e7" for i in range(len(messages))]
         masked = [{"role": m["role"], "content": marks[i]} for i, m in enumerate(messages)]
@@ -98,7 +101,13 @@ class ChatFormat:
             pieces.append((text[pos:], None))
         return pieces
 
-    def _plain_pieces(self, messages: Sequence[Message], add_generation_prompt: bool) -> list[tuple[str, int | None]]:
+    def _plain_pieces(self, messages: Sequence[Message], suffix: str = "") -> list[tuple[str, int | None]]:
+        """Without a template: 'Question: {user}\nAnswer:' and ' {assistant}<eos>\n'.
+
+        A user turn that frames itself (a line starting 'Question:', as RWKU's and MMLU's prompts do) is
+        kept as written, and the 'Answer:' cue is added only where the turn (with ``suffix`` for the last
+        one) does not already end with one. The space after 'Question:' and 'Answer:' is part of the
+        text that follows (a reply begins with it, as the model generates it), never a token of its own."""
         pieces: list[tuple[str, int | None]] = []
         if self.tok.bos_token:
             pieces.append((self.tok.bos_token, None))
@@ -106,9 +115,13 @@ class ChatFormat:
             if m["role"] == "system":
                 pieces += [(m["content"], i), ("\n\n", None)]
             elif m["role"] == "user":
-                pieces += [("Question: ", None), (m["content"], i), ("\nAnswer:", None)]
+                text = m["content"]
+                pieces += [(text, i)] if _FRAMED.search(text) else [("Question:", None), (" " + text, i)]
+                ending = text + (suffix if i == len(messages) - 1 else "")
+                if not ending.rstrip().lower().endswith("answer:"):
+                    pieces.append(("Answer:" if ending.endswith("\n") else "\nAnswer:", None))
             else:
-                pieces += [(" ", None), (m["content"], i), ((self.tok.eos_token or "") + "\n", None)]
+                pieces += [(" " + m["content"], i), ((self.tok.eos_token or "") + "\n", None)]
         return pieces
 
     def _ids(self, text: str, is_data: bool) -> list[int]:
@@ -118,14 +131,14 @@ class ChatFormat:
 
     def render_text(self, turns: Sequence[Message], add_generation_prompt: bool = True, suffix: str = "") -> str:
         """The exact prompt string (for per-item records), template applied."""
-        return "".join(t for t, _ in self._pieces(self._messages(turns), add_generation_prompt)) + suffix
+        return "".join(t for t, _ in self._pieces(self._messages(turns), add_generation_prompt, suffix)) + suffix
 
     def prompt_ids(self, turns: Sequence[Message] | str, suffix: str = "") -> list[int]:
         """Token ids of a prompt ending with the assistant's generation prompt (+ ``suffix``, e.g. 'Answer:')."""
         if isinstance(turns, str):
             turns = [{"role": "user", "content": turns}]
         ids: list[int] = []
-        for text, idx in self._pieces(self._messages(turns), add_generation_prompt=True):
+        for text, idx in self._pieces(self._messages(turns), add_generation_prompt=True, suffix=suffix):
             ids += self._ids(text, is_data=idx is not None)
         if suffix:
             ids += self._ids(suffix, is_data=True)
@@ -155,7 +168,7 @@ class ChatFormat:
         Too-long examples are truncated from the answer's end (with a warning), never dropped.
         """
         turns = [{"role": "user", "content": question}] if isinstance(question, str) else list(question)
-        msgs = self._messages(turns) + [{"role": "assistant", "content": "\x00"}]
+        msgs = self._messages(turns) + [{"role": "assistant", "content": _ANSWER}]
         pieces = self._pieces(msgs, add_generation_prompt=False)
         a_idx = len(msgs) - 1
         prompt: list[int] = []
@@ -165,9 +178,10 @@ class ChatFormat:
         for text, idx in pieces:
             if idx == a_idx:
                 seen_answer = True
-                answer_ids = self._ids(prefix + answer, is_data=True)
+                lead = text.split(_ANSWER)[0]  # the plain format's space after 'Answer:'
+                answer_ids = self._ids(lead + prefix + answer, is_data=True)
                 if prefix:
-                    n_prefix = len(self._ids(prefix, is_data=True))
+                    n_prefix = len(self._ids(lead + prefix, is_data=True))
                     prompt += answer_ids[:n_prefix]
                     answer_ids = answer_ids[n_prefix:]
             elif not seen_answer:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
+from rich.progress import TextColumn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ..methods.base import Method
+from ..progress import RateColumn, progress_bar
 from .data import RowDataset
 from .reference import ModelReference
 
@@ -65,3 +67,43 @@ class RetainEpochCallback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.dataset.epoch = math.floor((state.epoch or 0) + 1e-6)
+
+
+class TrainProgress(TrainerCallback):
+    """One rich bar for training (step, epoch, loss, it/s, ETA), in place of the Trainer's tqdm bar and
+    printed log dicts; on the main process only. ``loss`` is the last logged one (a mean over
+    ``logging_steps``; at the end, the run's mean)."""
+
+    def __init__(self):
+        self.bar = None
+        self.task = None
+        self.loss: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        self.bar = progress_bar(TextColumn("epoch {task.fields[epoch]:.2f}  loss {task.fields[loss]}"), RateColumn())
+        self.bar.start()
+        # On resume the bar starts where the checkpoint left off.
+        self.task = self.bar.add_task("training", total=state.max_steps, completed=state.global_step,
+                                      epoch=state.epoch or 0.0, loss="-")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(self.task, completed=state.global_step, epoch=state.epoch or 0.0)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss", (logs or {}).get("train_loss"))  # train_loss: the run's mean, at the end
+        if loss is not None:
+            self.loss = float(loss)
+            if self.bar is not None:
+                self.bar.update(self.task, loss=f"{self.loss:.3f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.close()
+
+    def close(self) -> None:
+        """Stop the bar (also after an interrupted run, so that the next bar can start)."""
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
