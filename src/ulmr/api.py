@@ -13,8 +13,8 @@ def unlearn(model: str = "smollm2-135m", forget: str | Path = "", out: str | Pat
 
     >>> ulmr.unlearn("smollm2-135m", "forget.jsonl", "out/u1", alpha=0.5, epochs=3)
     """
-    from .config import UnlearnConfig
-    from .pipeline import unlearn as run
+    from .config import UnlearnConfig  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from .pipeline import unlearn as run  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
     from pydantic import ValidationError
 
     try:
@@ -26,9 +26,9 @@ def unlearn(model: str = "smollm2-135m", forget: str | Path = "", out: str | Pat
 
 def evaluate(model: str, forget: str | Path, retain: list[str | Path] | None = None, **options: Any) -> dict:
     """ROUGE-L recall, probability (and truth ratio / over-refusal where applicable) on QA files."""
-    from .data.records import load_qa
-    from .eval.qa import evaluate_qa
-    from .models import load
+    from .data.records import load_qa  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from .eval.qa import evaluate_qa  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from .models import load  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     m, tok = load(model)
     sets = {"forget": load_qa(forget)}

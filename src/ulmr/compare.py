@@ -18,6 +18,10 @@ from .errors import ConfigError
 from .eval.report import Table, fmt, markdown, print_table
 from .methods.registry import method_class
 from .progress import console
+from .pipeline import unlearn
+from .models import load
+from .eval.qa import evaluate_qa
+from .config import UnlearnConfig
 
 
 def equal_steps(n_forget: int, num_rewrites: int, batch_size: int, grad_accum: int, epochs: float) -> int:
@@ -27,8 +31,6 @@ def equal_steps(n_forget: int, num_rewrites: int, batch_size: int, grad_accum: i
 
 
 def measure(spec: str, sets: dict[str, list], max_new_tokens: int) -> dict[str, Any]:
-    from .eval.qa import evaluate_qa
-    from .models import load
 
     model, tok = load(spec)
     return evaluate_qa(model, tok, sets, max_new_tokens=max_new_tokens, batch_size=32)
@@ -38,8 +40,6 @@ def compare(model: str, forget: str, methods: list[str], out: Path, retain: str 
             steps: int | None = None, epochs: float = 3.0, lr: float | None = None, alpha: float | None = None,
             batch_size: int = 4, num_rewrites: int = 2, max_new_tokens: int = 64, seed: int = 0) -> dict[str, Any]:
     """Run and evaluate every method; writes compare.json and compare.md into ``out``."""
-    from .config import UnlearnConfig
-    from .pipeline import unlearn
 
     records = load_qa(forget)
     retain_only = [m for m in methods if not method_class(m).uses_forget]

@@ -17,6 +17,19 @@ AnswerSource = Literal["model", "data"]
 S = TypeVar("S", bound=BaseModel)
 
 
+
+def check_alpha(alpha: float, allow_extrapolation: bool = False, allow_zero: bool = False) -> float:
+    """Validate α: 0 < α ≤ 1 (0 ≤ α with ``allow_zero``), α > 1 only with ``allow_extrapolation``."""
+    if alpha is None or isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or math.isnan(alpha):
+        raise ConfigError(f"--alpha must be a number, got {alpha!r}")
+    low_ok = alpha >= 0 if allow_zero else alpha > 0
+    if not low_ok:
+        raise ConfigError(f"--alpha {alpha} is out of range: need {'0 <=' if allow_zero else '0 <'} alpha <= 1")
+    if alpha > 1 and not allow_extrapolation:
+        raise ConfigError(f"--alpha {alpha} > 1 extrapolates the task vector; pass --allow-extrapolation to allow it")
+    return float(alpha)
+
+
 class Seeded(BaseModel):
     """The seed every stage shares."""
 
@@ -165,8 +178,6 @@ class RunOptions(BaseModel):
     @model_validator(mode="after")
     def _alpha_range(self):
         if isinstance(self.alpha, float):
-            from .merge import check_alpha
-
             try:
                 check_alpha(self.alpha, self.allow_extrapolation)
             except ConfigError as e:

@@ -12,6 +12,12 @@ from .data.records import load_qa
 from .eval.report import Table, fmt, markdown, print_table
 from .paths import resources_dir
 from .progress import console
+from .plots import pyplot, save_figure
+from .pipeline import unlearn
+from .models import load
+from .eval.utility import evaluate_utility_easy
+from .eval.qa import evaluate_qa
+from .config import UnlearnConfig
 
 DEMO_SETS = {"forget": "forget.jsonl", "paraphrase": "paraphrases.jsonl", "neighbour": "neighbour.jsonl"}
 DEMO_MODEL = "smollm2-135m"
@@ -45,8 +51,6 @@ def demo_sets() -> dict[str, list]:
 
 def measure(model, tokenizer, sets: dict[str, list]) -> tuple[dict[str, float], dict[str, Any]]:
     """The demo's numbers for one model, plus the per-item QA records."""
-    from .eval.qa import evaluate_qa
-    from .eval.utility import evaluate_utility_easy
 
     qa = evaluate_qa(model, tokenizer, sets, max_new_tokens=GEN_TOKENS, batch_size=32)
     util = evaluate_utility_easy(model, tokenizer, batch_size=32)
@@ -87,7 +91,6 @@ def examples_table(items_before: dict, items_after: dict, n: int = 3) -> Table:
 
 def plot(before: dict[str, float], after: dict[str, float], path: Path) -> None:
     """Grouped bars, before vs after, one pair per metric."""
-    from .plots import pyplot, save_figure
 
     plt = pyplot()
 
@@ -106,9 +109,6 @@ def plot(before: dict[str, float], after: dict[str, float], path: Path) -> None:
 
 def run_demo(out: Path, **overrides: Any) -> dict[str, Any]:
     """Run the demo into ``out`` (model in out/model, report.md, results.json, demo.png)."""
-    from .config import UnlearnConfig
-    from .models import load
-    from .pipeline import unlearn
 
     t0 = time.time()
     timings: dict[str, float] = {}

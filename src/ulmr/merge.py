@@ -14,7 +14,6 @@ scaling (:func:`scale_adapters`) serve ``ulmr merge``, the pipeline (:func:`aver
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,22 +22,11 @@ from safetensors import safe_open
 from transformers import PreTrainedModel
 
 from .atomic import atomic_dir, write_json
+from .config import check_alpha
 from .errors import ConfigError, ModelError
 from .models import base_weights_dir, load, load_tokenizer
 
 VARIANTS = ("linear",)
-
-
-def check_alpha(alpha: float, allow_extrapolation: bool = False, allow_zero: bool = False) -> float:
-    """Validate α: 0 < α ≤ 1 (0 ≤ α with ``allow_zero``), α > 1 only with ``allow_extrapolation``."""
-    if alpha is None or isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or math.isnan(alpha):
-        raise ConfigError(f"--alpha must be a number, got {alpha!r}")
-    low_ok = alpha >= 0 if allow_zero else alpha > 0
-    if not low_ok:
-        raise ConfigError(f"--alpha {alpha} is out of range: need {'0 <=' if allow_zero else '0 <'} alpha <= 1")
-    if alpha > 1 and not allow_extrapolation:
-        raise ConfigError(f"--alpha {alpha} > 1 extrapolates the task vector; pass --allow-extrapolation to allow it")
-    return float(alpha)
 
 
 def _safetensor_files(model_dir: str | Path) -> list[Path]:

@@ -36,6 +36,8 @@ from .methods.base import Method
 from .methods.registry import method_class
 from .models import base_weights_dir, cached_model_dir, load, resolve_model, save_model
 from .train import TrainResult, planned_epochs, train_unlearn
+from .verify.hook import run_verify_after_unlearn
+from .sweep import AUTO_ALPHAS, select_alpha, sweep
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +126,6 @@ def choose_alpha(cfg: UnlearnConfig, model, tokenizer, base_dir: str, probes: li
                  retain: list[QARecord]) -> tuple[float, dict]:
     """``--alpha auto``: sweep α on held-out probes (never training or test items) and pick by the rule
     in :func:`ulmr.sweep.select_alpha`; returns α and the record (curve, rule) for ``ulmr_run.json``."""
-    from .sweep import AUTO_ALPHAS, select_alpha, sweep
 
     probe_items = load_qa(cfg.probe) if cfg.probe else [QARecord(p["question"], p["answer"]) for p in probes]
     if not probe_items:
@@ -271,7 +272,6 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
         return RunResult(cfg.out, record)  # under accelerate launch only the main process writes
     _save(cfg, model, tokenizer, gen, work, record, timings, t0)
     if cfg.verify:
-        from .verify.hook import run_verify_after_unlearn
 
         record["verify"] = run_verify_after_unlearn(cfg.out, cfg)
     return RunResult(cfg.out, record)

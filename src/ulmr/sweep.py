@@ -24,6 +24,16 @@ from typing import Any, Sequence
 from .data.records import QARecord
 from .errors import ConfigError
 from .merge import Interpolator
+from .progress import console
+from .plots import pyplot, save_figure
+from .models import cached_model_dir
+from .eval.utility import evaluate_utility_easy
+from .eval.report import markdown, print_table
+from .eval.report import Table, fmt
+from .eval.qa import evaluate_qa
+from .data.records import load_qa
+from .atomic import write_json, write_text
+from .anchor import anchor_set
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +85,6 @@ def select_alpha(points: Sequence[SweepPoint], tolerance: float = 0.95) -> tuple
 def measure_point(model, tokenizer, alpha: float, probe: list[QARecord], retain: list[QARecord],
                   max_new_tokens: int = 48, utility_limit: int | None = None) -> SweepPoint:
     """One point of the curve (see the module docstring)."""
-    from .eval.qa import evaluate_qa
-    from .eval.utility import evaluate_utility_easy
 
     qa = evaluate_qa(model, tokenizer, {"forget_probe": probe, "retain": retain}, max_new_tokens=max_new_tokens, batch_size=32)
     util = evaluate_utility_easy(model, tokenizer, limit=utility_limit, batch_size=32)
@@ -88,7 +96,6 @@ def measure_point(model, tokenizer, alpha: float, probe: list[QARecord], retain:
 def sweep(finetuned, tokenizer, base_dir: str | Path | None, alphas: Sequence[float], probe: list[QARecord],
           retain: list[QARecord], max_new_tokens: int = 48, utility_limit: int | None = None) -> list[SweepPoint]:
     """Measure every α (the model's weights end at p_f again)."""
-    from .progress import console
 
     interp = Interpolator(finetuned, base_dir)
     points = []
@@ -101,7 +108,6 @@ def sweep(finetuned, tokenizer, base_dir: str | Path | None, alphas: Sequence[fl
 
 
 def curve_table(points: Sequence[SweepPoint], chosen: float | None = None):
-    from .eval.report import Table, fmt
 
     rows = [[f"{p.alpha:.2f}{' *' if chosen is not None and p.alpha == chosen else ''}", fmt(p.probe_rouge, 100), fmt(p.probe_prob, 100),
              fmt(p.retain_rouge, 100), fmt(p.retain_refusal, 100), fmt(p.utility, 100)] for p in points]
@@ -114,7 +120,6 @@ def curve_table(points: Sequence[SweepPoint], chosen: float | None = None):
 
 def plot_curve(points: Sequence[SweepPoint], path: Path, chosen: float | None = None) -> None:
     """The trade-off curve as a PNG."""
-    from .plots import pyplot, save_figure
 
     plt = pyplot()
 
@@ -135,8 +140,6 @@ def plot_curve(points: Sequence[SweepPoint], path: Path, chosen: float | None = 
 
 def report(points: Sequence[SweepPoint], out: Path, chosen: float | None, rule: str | None, extra: dict[str, Any]) -> None:
     """Write sweep.json, sweep.md and sweep.png into ``out`` and print the table."""
-    from .atomic import write_json, write_text
-    from .eval.report import markdown, print_table
 
     table = curve_table(points, chosen)
     write_json(out / "sweep.json", {"points": [p.as_dict() for p in points], "chosen_alpha": chosen, "rule": rule, **extra})
@@ -147,7 +150,6 @@ def report(points: Sequence[SweepPoint], out: Path, chosen: float | None, rule: 
 
 def resolve_probe(finetuned_dir: Path, probe: str | None, forget: str | None) -> tuple[list[QARecord], str]:
     """Held-out probe items: ``--probe``, else the run's probe.jsonl, else TOFU-style paraphrased questions."""
-    from .data.records import load_qa
 
     if probe:
         return load_qa(probe), str(probe)
@@ -164,9 +166,6 @@ def resolve_probe(finetuned_dir: Path, probe: str | None, forget: str | None) ->
 
 def retain_probe(base_model, tokenizer, base_spec: str, retain: str | None, limit: int | None = None) -> tuple[list[QARecord], str]:
     """Retain items: ``--retain``, else the built-in anchor questions with the base model's answers."""
-    from .anchor import anchor_set
-    from .data.records import load_qa
-    from .models import cached_model_dir
 
     if retain:
         return load_qa(retain)[:limit or None], str(retain)

@@ -33,6 +33,12 @@ from ..config import BackendConfig, GenerateConfig, TrainConfig
 from ..eval.report import Table, fmt, markdown, print_table
 from ..methods.registry import display_name, method_class
 from ..progress import console
+from ..train import train_unlearn
+from ..pipeline import make_backend, run_generation
+from ..pipeline import finish_weights
+from ..models import save_model
+from ..models import load
+from ..methods.ulmr import ULMR
 
 log = logging.getLogger("ulmr.bench")
 
@@ -124,7 +130,6 @@ def cached_model(root: Path, label: str, settings: Mapping[str, Any], build: Cal
     Reused when it exists (logged); otherwise ``build(work_dir) -> (model, tokenizer, info)`` trains it, it is
     saved in one rename with ``bench_model.json`` (settings, info), and ``work_dir`` (checkpoints) is deleted.
     """
-    from ..models import save_model
 
     final = Path(root) / f"{label}-{settings_key(settings)}"
     if (final / MODEL_RECORD).exists():
@@ -156,9 +161,6 @@ def train_model(start: str | Path, forget: Sequence[Any], retain: Sequence[Any] 
     """Load ``start``, train it with ``tcfg`` and, with ``alpha``, average it back towards ``start``
     (p_u = α·p_f + (1−α)·p_θ): the training and averaging stages of ``ulmr unlearn``.
     Returns (model in eval mode, tokenizer, TrainResult)."""
-    from ..models import load
-    from ..pipeline import finish_weights
-    from ..train import train_unlearn
 
     model, tok = load(str(start))
     res = train_unlearn(model, tok, forget, retain, tcfg, work, resume=True)
@@ -176,7 +178,6 @@ def dfr_rows(records: Sequence[Any], model, tokenizer, work: Path, max_new_token
 
     Returns the rows and what to report about them: row count and how many rewrites / negative responses fell
     back to templates (a generator that no longer follows the prompts makes D_fr all templates)."""
-    from ..pipeline import make_backend, run_generation
 
     gen = GenerateConfig(seed=0, max_new_tokens=max_new_tokens, gen_batch_size=batch_size)
     res = run_generation(gen, list(records), make_backend(BackendConfig(), model, tokenizer), work)
@@ -188,7 +189,6 @@ def dfr_rows(records: Sequence[Any], model, tokenizer, work: Path, max_new_token
 
 def ulmr_term(answer_weight: float | None) -> str:
     """How a table states ULMR's answer term."""
-    from ..methods.ulmr import ULMR
 
     gamma = ULMR.default_answer_weight if answer_weight is None else answer_weight
     return f"answer term γ {gamma:g}" if gamma else "no answer term (the paper's SFT)"

@@ -30,6 +30,12 @@ from ..methods.registry import method_class, method_names
 from . import common
 from .common import Column, Job, Scatter, StageStore
 from ..data.rwku import target_dir
+from ..refusal import refusal_rate
+from ..models import load
+from ..models import cached_model_dir
+from ..inference import generate
+from ..eval.rwku import evaluate_rwku
+from ..data.chat import ChatFormat
 
 log = logging.getLogger("ulmr.bench")
 
@@ -138,8 +144,6 @@ def retain_items(data: str, target: int, n: int) -> list[QARecord]:
 
 def reject_records(folder: Path, n: int, model, tok, max_new_tokens: int, batch_size: int) -> list[QARecord]:
     """The first ``n`` reject questions with the model's own greedy answers (ULMR's forget set here)."""
-    from ..data.chat import ChatFormat
-    from ..inference import generate
 
     path = folder / "reject.jsonl"
     qs = [r["instruction"] for r in _field(read_jsonl(path), "instruction", path)[:n]]
@@ -151,7 +155,6 @@ def reject_records(folder: Path, n: int, model, tok, max_new_tokens: int, batch_
 # --------------------------------------------------------------------------- evaluation
 def flat_metrics(res: dict[str, Any]) -> dict[str, float | None]:
     """evaluate_rwku's result as flat keys, plus over-refusal (% of neighbour probes answered with a refusal)."""
-    from ..refusal import refusal_rate
 
     out: dict[str, float | None] = {f"forget.{k}": res["forget"][k] for k in ("FB", "QA", "AA", "All")}
     out |= {f"neighbor.{k}": res["neighbor"][k] for k in ("FB", "QA", "All")}
@@ -165,7 +168,6 @@ def flat_metrics(res: dict[str, Any]) -> dict[str, float | None]:
 
 def evaluate(model, tok, cfg: RwkuBenchConfig, target: int) -> dict[str, Any]:
     """A stage result: the flat metrics of ``model`` on ``target`` with the bench's caps."""
-    from ..eval.rwku import evaluate_rwku
 
     res = evaluate_rwku(model, tok, cfg.data, target, limit=cfg.limit, utility=cfg.utility, batch_size=cfg.eval_batch_size)
     examples = [{"query": r["query"], "answer": r["answer"], "generated": r["generated"]} for r in res["items"]["forget_qa"][:3]]
@@ -184,7 +186,6 @@ def unlearn_job(cfg: RwkuBenchConfig, method: str, seed: int, target: int, base:
     uses_retain = cls.retain != "never" and BENCH not in cls.forget_only_in  # RWKU's GA, NPO and DPO: forget side only
 
     def run() -> dict[str, Any]:
-        from ..models import load
 
         folder = _folder(cfg.data, target)
         subject, rows = forget_texts(folder, cfg.limit_train)
@@ -214,7 +215,6 @@ def unlearn_job(cfg: RwkuBenchConfig, method: str, seed: int, target: int, base:
 
 def _before(cfg: RwkuBenchConfig, base: str, target: int):
     def run() -> dict[str, Any]:
-        from ..models import load
 
         model, tok = load(base)
         return evaluate(model.eval(), tok, cfg, target)
@@ -242,7 +242,6 @@ def run_rwku_bench(cfg: RwkuBenchConfig, show: bool = True) -> dict[str, Any]:
     """Run the protocol for every target (resuming from ``cfg.out``), average over targets, write the outputs."""
     import time
 
-    from ..models import cached_model_dir
 
     t0 = time.time()
     for t in cfg.targets:

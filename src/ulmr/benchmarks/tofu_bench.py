@@ -30,6 +30,14 @@ from ..methods.retrain import Retrain
 from . import common
 from .common import Column, Job, Scatter, StageStore
 from ..data.tofu import FORGET_SPLITS, load_tofu
+from ..paths import cache_dir
+from ..models import load
+from ..models import cached_model_dir, load
+from ..models import cached_model_dir
+from ..metrics.truth_ratio import forget_quality
+from ..eval.tofu import evaluate_tofu
+from ..data.tofu import _read_hub
+from ..atomic import write_jsonl
 
 log = logging.getLogger("ulmr.bench")
 
@@ -110,7 +118,6 @@ def _read_split(data: str, name: str) -> list[dict]:
     path = Path(str(data)).expanduser()
     if path.exists() or str(data).startswith((".", "/", "~")):
         return read_jsonl(path / f"{name}.jsonl")
-    from ..data.tofu import _read_hub  # the evaluation loader's hub reader; the bench only adds the training splits
 
     return _read_hub(str(data), name)
 
@@ -161,8 +168,6 @@ def finetune_settings(cfg: TofuBenchConfig, which: str, n_train: int) -> dict[st
 def cached_models(cfg: TofuBenchConfig, forget: list[QARecord], retain: list[QARecord],
                   timings: dict[str, dict[str, Any]]) -> tuple[Path, Path]:
     """(target dir, retain dir): fine-tuned from ``cfg.model`` with NLL on the answers, or reused from the cache."""
-    from ..models import cached_model_dir
-    from ..paths import cache_dir
 
     root = cache_dir() / "bench" / "tofu"
     base = cached_model_dir(cfg.model)
@@ -195,8 +200,6 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float | None]:
 
 def evaluate(model, tok, cfg: TofuBenchConfig, sets, reference: list[float] | None) -> dict[str, Any]:
     """A stage result: flat metrics, item counts and the raw forget truth ratios (the retain model's are FQ's reference)."""
-    from ..eval.tofu import evaluate_tofu
-    from ..metrics.truth_ratio import forget_quality
 
     res = evaluate_tofu(model, tok, sets, cfg.forget_split, limits=eval_limits(cfg), max_new_tokens=cfg.get("max_new_tokens"),
                         batch_size=cfg.eval_batch_size, reference=reference)
@@ -209,7 +212,6 @@ def evaluate(model, tok, cfg: TofuBenchConfig, sets, reference: list[float] | No
 
 
 def _eval_dir(model_dir: Path, cfg: TofuBenchConfig, sets, reference: list[float] | None) -> dict[str, Any]:
-    from ..models import load
 
     model, tok = load(str(model_dir))
     return evaluate(model.eval(), tok, cfg, sets, reference)
@@ -221,7 +223,6 @@ def unlearn_job(cfg: TofuBenchConfig, method: str, seed: int, target: Path, forg
     cls = method_class(method)
 
     def run() -> dict[str, Any]:
-        from ..models import cached_model_dir, load
 
         work = out / "work" / f"{method}-seed{seed}"
         forget_items: list[Any] = forget
@@ -233,7 +234,6 @@ def unlearn_job(cfg: TofuBenchConfig, method: str, seed: int, target: Path, forg
                                                  cfg.gen_max_new_tokens, cfg.eval_batch_size)
             info["generator"] = cfg.generator
             del gen_model
-            from ..atomic import write_jsonl
 
             write_jsonl(out / f"d_fr{_gen_suffix(cfg)}.jsonl", forget_items)
         tcfg = _train_config(cfg, method, seed, finetune=False, max_steps=steps)

@@ -26,8 +26,8 @@ def compare_cmd(
     out: Path = typer.Option(Path("runs/compare"), "--out", "-o", help="Output directory (a model dir per method, compare.json, compare.md)."),
 ) -> None:
     """Run each method on your data with equal optimizer steps; print forget / probe / retain ROUGE-L and probability."""
-    from ..compare import compare
-    from ..errors import ConfigError
+    from ..compare import compare  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..errors import ConfigError  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     unknown = [m for m in names if m not in method_names()]

@@ -16,8 +16,8 @@ def demo_cmd(
     verbose: bool = typer.Option(False, "--verbose", help="Show the Trainer's own log lines and progress bar, and transformers' info logs."),
 ) -> None:
     """Unlearn built-in Harry Potter facts from the embedded SmolLM2-135M and show before vs after."""
-    from ..demo import run_demo
-    from ..progress import set_verbose
+    from ..demo import run_demo  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..progress import set_verbose  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     set_verbose(verbose)
 

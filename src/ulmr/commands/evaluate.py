@@ -24,7 +24,7 @@ def _model_name(spec: str) -> str:
 
 
 def _load(spec: str, trust_remote_code: bool):
-    from ..models import default_device, load
+    from ..models import default_device, load  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     return load(spec, trust_remote_code=trust_remote_code, device=default_device())
 
@@ -54,12 +54,12 @@ def tofu_cmd(
     trust_remote_code: bool = TRC,
 ) -> None:
     """TOFU: Forget / Retain / Real Authors / World Facts x ROUGE-L, Probability, Truth Ratio; FQ; MU."""
-    from ..eval.report import write_report
-    from ..eval.tofu import evaluate_tofu, summary, tofu_table
+    from ..eval.report import write_report  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..eval.tofu import evaluate_tofu, summary, tofu_table  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     for n, v in (("limit-forget", limit_forget), ("limit-retain", limit_retain), ("limit-ra", limit_ra), ("limit-wf", limit_wf)):
         _positive(n, v)
-    from ..data.tofu import load_tofu
+    from ..data.tofu import load_tofu  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     sets = load_tofu(data, forget_split)  # data errors before the model loads
     m, tok = _load(model, trust_remote_code)
@@ -84,9 +84,9 @@ def rwku_cmd(
     trust_remote_code: bool = TRC,
 ) -> None:
     """RWKU: Forget FB/QA/AA/All, Neighbour FB/QA/All, MIA FM/RM and utility for one target."""
-    from ..data.rwku import CORE_PARTS, load_rwku
-    from ..eval.report import write_report
-    from ..eval.rwku import EXTRAS, evaluate_rwku, rwku_table, summary
+    from ..data.rwku import CORE_PARTS, load_rwku  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..eval.report import write_report  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..eval.rwku import EXTRAS, evaluate_rwku, rwku_table, summary  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     _positive("limit", limit)
     extras = tuple(e.strip() for e in extra.split(",") if e.strip())
@@ -116,9 +116,9 @@ def qa_cmd(
     trust_remote_code: bool = TRC,
 ) -> None:
     """Any QA files: ROUGE-L recall, probability, truth ratio (with paraphrased/perturbed answers), refusal rate."""
-    from ..data.records import load_qa
-    from ..eval.qa import evaluate_qa, qa_table
-    from ..eval.report import write_report
+    from ..data.records import load_qa  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..eval.qa import evaluate_qa, qa_table  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..eval.report import write_report  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     sets = {}
     for role, paths in (("forget", forget), ("retain", retain or [])):

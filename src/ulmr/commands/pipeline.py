@@ -84,8 +84,8 @@ def unlearn_cmd(
     config: Optional[Path] = CONFIG_OPTION, verbose: bool = VERBOSE,
 ) -> None:
     """Unlearn a forget set: generate D_fr, fine-tune, average with the base, save (ULMR by default)."""
-    from ..config import UnlearnConfig
-    from ..pipeline import unlearn
+    from ..config import UnlearnConfig  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..pipeline import unlearn  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     set_verbose(verbose)
     cfg = build_config(UnlearnConfig, ctx, config, dict(locals()))
@@ -112,11 +112,11 @@ def generate_cmd(
     """Build the restructured forget set D_fr (rewrites + negative responses) into OUT/d_fr.jsonl.
 
     Resumable: rerunning the same command reuses finished rows (cache in OUT/generation_cache.jsonl)."""
-    from ..atomic import write_json, write_jsonl
-    from ..config import BackendConfig, GenerateConfig, UnlearnConfig
-    from ..data.records import load_qa
-    from ..models import load
-    from ..pipeline import make_backend, run_generation
+    from ..atomic import write_json, write_jsonl  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..config import BackendConfig, GenerateConfig, UnlearnConfig  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..data.records import load_qa  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..models import load  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..pipeline import make_backend, run_generation  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     cfg = build_config(UnlearnConfig, ctx, config, dict(locals()))
     records = load_qa(cfg.forget, cfg.question_field, cfg.answer_field)
@@ -144,8 +144,8 @@ def train_cmd(
     config: Optional[Path] = CONFIG_OPTION, verbose: bool = VERBOSE,
 ) -> None:
     """Fine-tune with any method on the given data and save p_f (no generation, no averaging)."""
-    from ..config import UnlearnConfig
-    from ..pipeline import unlearn
+    from ..config import UnlearnConfig  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..pipeline import unlearn  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     set_verbose(verbose)
     cfg = build_config(UnlearnConfig, ctx, config, dict(locals()))
@@ -162,7 +162,7 @@ def merge_cmd(
     out: Path = OUT, overwrite: bool = OVERWRITE,
 ) -> None:
     """Average parameters: p_u = a*p_f + (1-a)*p_theta, saved as a normal HF model directory."""
-    from ..merge import merge_models
+    from ..merge import merge_models  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     out_dir = merge_models(base, finetuned, alpha, out, allow_extrapolation=allow_extrapolation, overwrite=overwrite)
     console.print(f"[green]averaged model saved to[/green] {out_dir}")

@@ -23,8 +23,8 @@ def sweep_cmd(
     out: Path = typer.Option(Path("runs/sweep"), "--out", "-o", help="Where sweep.json, sweep.md and sweep.png go."),
 ) -> None:
     """Evaluate p_u = α·p_f + (1−α)·p_θ for each α in memory (nothing written per α); table + PNG curve."""
-    from ..models import base_weights_dir, load, load_model
-    from ..sweep import parse_alphas, report, resolve_probe, retain_probe, select_alpha, sweep
+    from ..models import base_weights_dir, load, load_model  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..sweep import parse_alphas, report, resolve_probe, retain_probe, select_alpha, sweep  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     grid = parse_alphas(alphas)
     probe_items, probe_src = resolve_probe(Path(finetuned), probe, forget)

@@ -12,7 +12,7 @@ from ..errors import ConfigError
 
 def _defaults(model: str, base: Optional[str], forget: Optional[str]) -> tuple[str, str, dict]:
     """--base/--forget, falling back to the run record of an ``ulmr unlearn`` output directory."""
-    from ..verify.hook import run_settings
+    from ..verify.hook import run_settings  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     settings = run_settings(model) or {}
     base = base or settings.get("model")
@@ -46,7 +46,7 @@ def verify_cmd(
 ) -> None:
     """Report forget-set knowledge of base vs unlearned model under paraphrase, adversarial prompts, relearning
     and 4/8-bit quantisation, and over-refusal, each with a recovery ratio and PASS/FAIL (JSON, Markdown, PNG)."""
-    from ..verify import make_config, verify
+    from ..verify import make_config, verify  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     cfg = make_config(max_new_tokens=max_new_tokens, batch_size=batch_size, relearn_steps=relearn_steps, relearn_lr=relearn_lr,
                       group_size=group_size, threshold=threshold, refusal_threshold=refusal_threshold, seed=seed)

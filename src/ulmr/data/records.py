@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DataError
+from ..atomic import write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,5 @@ def load_qa(
 
 def save_qa(path: str | Path, records: Iterable[QARecord]) -> None:
     """Write records as JSONL (atomically)."""
-    from ..atomic import write_jsonl
 
     write_jsonl(path, [r.to_dict() for r in records])

@@ -28,6 +28,7 @@ from ..metrics.probability import prob_from_nll
 from ..metrics.rouge import rougeL_recall
 from ..metrics.truth_ratio import forget_truth_ratio, retain_truth_ratio, truth_ratio
 from ..refusal import is_refusal, refusal_rate
+from .report import Table, fmt
 
 if TYPE_CHECKING:
     from .report import Table
@@ -128,7 +129,6 @@ def evaluate_qa(model, tokenizer, sets: dict[str, list[QARecord]], max_new_token
 
 def qa_table(result: dict[str, Any], model_name: str) -> Table:
     """One row per set: ROUGE-L recall, probability, truth ratio, refusal rate (all in %), n."""
-    from .report import Table, fmt
 
     rows = [
         [model_name, n, fmt(s["rougeL_recall"], 100), fmt(s["prob"], 100), fmt(s["truth_ratio"], 100), fmt(s["refusal_rate"], 100), str(s["n"])]

@@ -14,6 +14,8 @@ from ..data.records import QARecord, parse_records
 from ..errors import ConfigError
 from ..methods.base import Method
 from ..methods.refusals import preferred_answers
+from .answer_text import original_key
+from ..generate.filters import key_span, term_spans
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,6 @@ def add_original_answers(rows: list[Row], fmt: ChatFormat, forget: Sequence[QARe
     answer (the row's ``key``, which the generation stage also writes, else derived). Data without the
     column trains without the term (logged); a column on some rows only is a ConfigError naming the
     first gap."""
-    from .answer_text import original_key
 
     originals = [r.extra.get("original_answer") for r in forget]
     if all(a is None for a in originals):
@@ -100,7 +101,6 @@ def key_span_labels(enc: Encoded, tok, question: str, answer: str, key: Sequence
     the question, :func:`~ulmr.generate.filters.key_span`); the rest of the answer and the end-of-turn
     token become -100. An answer without a key span, or whose tokens do not line up (truncated), keeps
     its labels."""
-    from ..generate.filters import key_span, term_spans
 
     ranges = term_spans(answer, key_span(question, answer, key))
     if not ranges or not getattr(tok, "is_fast", False):  # character offsets need a fast tokenizer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError, validation_message
+from .attacks import ATTACKS
 
 
 class VerifyConfig(BaseModel):
@@ -35,7 +36,6 @@ def make_config(**options) -> VerifyConfig:
     if bad:
         raise ConfigError(f"--quant-bits: {bad[0]} is outside 2..8")
     if cfg.attacks is not None:
-        from .attacks import ATTACKS
 
         unknown = [a for a in cfg.attacks if a not in ATTACKS]
         if unknown:

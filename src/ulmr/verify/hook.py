@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from .run import verify
+from ..data.records import load_qa
 
 RUN_RECORD = "ulmr_run.json"
 VERIFY_SUBDIR = "verify"
@@ -34,8 +36,6 @@ def run_verify_after_unlearn(out_dir: Path, cfg, **options: Any) -> dict[str, An
     :class:`~ulmr.verify.config.VerifyConfig` fields (e.g. ``relearn_steps=10``). The model files are not
     changed. Returns the summary (also in ``out_dir/verify/verify.json``).
     """
-    from ..data.records import load_qa
-    from .run import verify
 
     out_dir = Path(out_dir)
     forget = load_qa(cfg.forget, cfg.question_field, cfg.answer_field)

@@ -17,6 +17,13 @@ from typing import Sequence
 from ..atomic import read_jsonl_tolerant, write_jsonl
 from ..data.records import QARecord, load_qa
 from ..paths import cache_dir
+from ..models import cached_model_dir
+from ..generate.templates import load_prompt
+from ..generate.filters import check_rewrite, clean_rewrite
+from ..generate.fallbacks import fallback_rewrite
+from ..generate.cache import short_hash
+from ..generate.backends import LocalBackend
+from ..anchor import model_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +33,11 @@ REWRITE_PROMPT = "rewrite"
 
 def records_hash(records: Sequence[QARecord]) -> str:
     """Content hash of a QA set (question + answer of every item, in order)."""
-    from ..generate.cache import short_hash
 
     return short_hash([(r.question, r.answer) for r in records])
 
 
 def _base_key(base: str) -> str:
-    from ..anchor import model_fingerprint
-    from ..models import cached_model_dir
 
     path = cached_model_dir(base)
     return f"{base}:{model_fingerprint(path) if Path(path).is_dir() else path}"
@@ -42,10 +46,6 @@ def _base_key(base: str) -> str:
 def generate_paraphrases(base_model, tokenizer, records: Sequence[QARecord], max_new_tokens: int = 64,
                          batch_size: int = 16) -> list[QARecord]:
     """One greedy rewrite per question by ``base_model`` through the built-in rewrite prompt."""
-    from ..generate.backends import LocalBackend
-    from ..generate.fallbacks import fallback_rewrite
-    from ..generate.filters import check_rewrite, clean_rewrite
-    from ..generate.templates import load_prompt
 
     prompt = load_prompt(REWRITE_PROMPT)
     backend = LocalBackend(base_model, tokenizer, batch_size=batch_size)
@@ -63,8 +63,6 @@ def generate_paraphrases(base_model, tokenizer, records: Sequence[QARecord], max
 def cached_paraphrases(base: str, base_model, tokenizer, records: Sequence[QARecord], max_new_tokens: int = 64,
                        batch_size: int = 16) -> tuple[list[QARecord], Path]:
     """:func:`generate_paraphrases`, cached by (base model, forget content, prompt, token budget)."""
-    from ..generate.cache import short_hash
-    from ..generate.templates import load_prompt
 
     key = short_hash(_base_key(base), records_hash(records), load_prompt(REWRITE_PROMPT).fingerprint(), max_new_tokens)
     path = cache_dir() / "verify" / f"paraphrases-{key}.jsonl"

@@ -19,6 +19,8 @@ from transformers import TrainerCallback
 
 from ..data.records import QARecord
 from ..errors import ConfigError
+from ..train import TrainConfig, train_unlearn
+from ..methods.retrain import Retrain
 
 
 @dataclass
@@ -58,8 +60,6 @@ def split_halves(records: Sequence[QARecord], seed: int = 0) -> tuple[list[QARec
 def relearn(model, tokenizer, train: Sequence[QARecord], steps: int = 10, lr: float = 1e-4,
             batch_size: int = 4, seed: int = 0) -> Relearned:
     """Fine-tune a deep copy of ``model`` for exactly ``steps`` optimizer steps at a constant ``lr``."""
-    from ..methods.retrain import Retrain
-    from ..train import TrainConfig, train_unlearn
 
     cfg = TrainConfig(
         method=Retrain.name, lr=lr, max_steps=steps, epochs=1.0, batch_size=min(batch_size, len(train)),

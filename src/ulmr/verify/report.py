@@ -9,6 +9,7 @@ from ..atomic import write_json, write_text
 from ..eval.report import Table, fmt, markdown, print_table
 from ..eval.rwku import QA_PROMPT
 from ..progress import console
+from ..plots import pyplot, save_figure
 
 FILES = {"json": "verify.json", "items": "verify_items.json", "markdown": "verify.md", "png": "verify.png"}
 HEADER = ["Check", "Condition", "n", "Base ROUGE-L R (%)", "Unlearned ROUGE-L R (%)", "Base prob (%)",
@@ -83,7 +84,6 @@ def verify_markdown(summary: dict[str, Any], items: dict[str, Any]) -> str:
 
 def plot(summary: dict[str, Any], path: Path) -> None:
     """Grouped bars (base vs unlearned ROUGE-L recall) per condition, recovery ratio above each pair."""
-    from ..plots import pyplot, save_figure
 
     plt = pyplot()
 

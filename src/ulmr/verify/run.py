@@ -22,6 +22,10 @@ from .paraphrase import held_out_paraphrases, records_hash
 from .quantize import quantize_model
 from .relearn import relearn, split_indices
 from .scoring import knowledge_row, over_refusal, overall, verdicts
+from .report import write_verify_report
+from ..models import load
+from ..models import cached_model_dir
+from ..anchor import anchor_set
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,6 @@ def measure(model, tokenizer, sets: dict[str, list[QARecord]] | None, inputs: In
 
 
 def _load(spec: str):
-    from ..models import load
 
     return load(spec)
 
@@ -99,8 +102,6 @@ def prepare_inputs(forget: list[QARecord], retain: Sequence[QARecord] | None, pr
     if retain is not None:
         refusal, ref_src = list(retain), retain_label
     else:
-        from ..anchor import anchor_set
-        from ..models import cached_model_dir
 
         refusal, ref_src = anchor_set(base_model, tokenizer, cached_model_dir(base)), "built-in anchor questions"
     train_idx, test_idx = split_indices(len(forget), cfg.seed)
@@ -199,7 +200,6 @@ def verify(model: str | Path, base: str, forget_records: Sequence[QARecord] | st
         "seconds": round(time.time() - t0, 1),
     }
     if out is not None:
-        from .report import write_verify_report
 
         write_verify_report(out, summary, _items(base=base_m, unlearned=unl_m, reference=ref_m), show=show)
     return summary
