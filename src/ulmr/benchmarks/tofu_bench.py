@@ -31,9 +31,7 @@ from . import common
 from .common import Column, Job, Scatter, StageStore
 from ..data.tofu import FORGET_SPLITS, load_tofu
 from ..paths import cache_dir
-from ..models import load
 from ..models import cached_model_dir, load
-from ..models import cached_model_dir
 from ..metrics.truth_ratio import forget_quality
 from ..eval.tofu import evaluate_tofu
 from ..data.tofu import _read_hub
