@@ -233,6 +233,80 @@ def test_score_ignores_nan_logits_at_padded_positions(tiny):
     assert [(s.nll_sum, s.n_tokens) for s in dirty] == [(s.nll_sum, s.n_tokens) for s in clean]
 
 
+def _shared_prompt_examples(tok):
+    """Three questions of different lengths with 1, 5 and 3 answers each (TOFU's gold/paraphrase/perturbed)."""
+    from ulmr.data.chat import ChatFormat
+
+    cf = ChatFormat(tok)
+    qa = {"Who?": ["Mara Velquist."],
+          "Where was she born, and in which year exactly?": ["Tromsø, 1956.", "In Tromsø in 1956.", "Oslo, 1961.",
+                                                             "A rather long answer with several more tokens in it.", "Bergen."],
+          "What did she write?": ["Novels.", "Poems about the sea and the long winter nights.", "Plays."]}
+    return [cf.encode(q, a) for q, answers in qa.items() for a in answers]
+
+
+@pytest.mark.parametrize("batch_size", [2, 16])  # 2: the 5-answer group exceeds a batch and is kept whole
+def test_shared_prompt_scoring_equals_the_plain_path_and_per_item_forwards(tiny, batch_size):
+    from ulmr.inference import score
+
+    model, tok = tiny
+    encs = _shared_prompt_examples(tok)
+    shared = score(model, encs, tok.pad_token_id, batch_size=batch_size, share_prompts=True)
+    plain = score(model, encs, tok.pad_token_id, batch_size=batch_size, share_prompts=False)
+    for e, s, p in zip(encs, shared, plain):
+        with torch.no_grad():
+            ref = model(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels])).loss.item()
+        assert s.n_tokens == p.n_tokens == e.answer_len
+        assert s.mean_nll == pytest.approx(ref, rel=1e-5) and s.nll_sum == pytest.approx(p.nll_sum, rel=1e-5)
+
+
+def test_prompt_groups_keep_each_prompt_whole_and_fill_batches():
+    from ulmr.data.chat import IGNORE, Encoded
+    from ulmr.inference import _prompt_groups
+
+    def enc(prompt, answer):
+        return Encoded(list(prompt) + list(answer), [IGNORE] * len(prompt) + list(answer), len(prompt))
+
+    examples = [enc([1, 2, 3], [7]), enc([1, 2, 3], [8, 9]), enc([4, 5], [7]), enc([4, 5], [9]), enc([4, 5], [9, 9, 9, 9]), enc([6, 6], [1])]
+    batches = _prompt_groups(examples, batch_size=3)
+    groups = [g for b in batches for g in b]
+    assert sorted(map(sorted, groups)) == [[0, 1], [2, 3, 4], [5]]  # one group per distinct prompt
+    assert batches[0] == [[2, 3, 4]]  # the longest example's group first, and it fills the batch alone
+    assert all(sum(map(len, b)) <= 3 for b in batches)
+
+
+class _NoCache(torch.nn.Module):
+    """The model, returning no key/value cache (as a model whose cache cannot be reused)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, **kw):
+        out = self.model(**kw)
+        return type(out)(logits=out.logits)
+
+
+def test_shared_prompt_scoring_falls_back_when_the_cache_cannot_be_reused(tiny):
+    from ulmr.inference import score
+
+    model, tok = tiny
+    encs = _shared_prompt_examples(tok)
+    plain = score(model, encs, tok.pad_token_id, share_prompts=False)
+    fallback = score(_NoCache(model), encs, tok.pad_token_id, share_prompts=True)
+    assert [(s.nll_sum, s.n_tokens) for s in fallback] == [(s.nll_sum, s.n_tokens) for s in plain]
+
+
+def test_shared_prompt_scoring_ignores_nan_logits_at_padded_positions(tiny):
+    from ulmr.inference import score
+
+    model, tok = tiny
+    encs = _shared_prompt_examples(tok)
+    poisoned = _NaNOnPadding(model)
+    dirty = score(poisoned, encs, tok.pad_token_id, batch_size=16, share_prompts=True)
+    assert poisoned.padded_logits > 0 and all(math.isfinite(s.nll_sum) for s in dirty)
+
+
 def test_cloze_scores_option_tokens_only(tiny):
     from ulmr.data.chat import IGNORE, ChatFormat
     from ulmr.inference import score

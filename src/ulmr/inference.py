@@ -59,8 +59,19 @@ def score(
     batch_size: int = 16,
     description: str | None = None,
     slice_logits: bool = True,
+    share_prompts: bool = True,
 ) -> list[Scored]:
-    """Answer NLL of every example (labels != -100), batched; no per-item model calls."""
+    """Answer NLL of every example (labels != -100), batched; no per-item model calls.
+
+    With ``share_prompts``, examples whose prompts (the tokens before the answer) are equal are scored
+    against one key/value cache of that prompt (:func:`_score_shared`): TOFU's 4-7 answers per question and
+    the options of a multiple-choice question each pay for the prompt once. The NLLs equal the plain path's
+    up to floating-point rounding; models whose caches cannot be reused fall back to the plain path.
+    """
+    if share_prompts and _worth_sharing(examples):
+        shared = _score_shared(model, examples, pad_id, batch_size, description)
+        if shared is not None:
+            return shared
     device = next(model.parameters()).device
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i].input_ids))
     results: list[Scored | None] = [None] * len(examples)
@@ -78,18 +89,95 @@ def score(
             else:
                 logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -keep:]
             # logits[:, j] predicts token at column (T - keep + j + 1)
-            target = labels[:, labels.shape[1] - keep + 1 :]
-            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-            tgt = target.clamp(min=0)
-            tok_nll = -logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
-            valid = target != IGNORE
-            sums = tok_nll.masked_fill(~valid, 0.0).sum(-1)  # not a product: NaN * 0 is NaN
-            counts = valid.sum(-1)
-            for j, i in enumerate(idx):
-                results[i] = Scored(float(sums[j]), int(counts[j]))
+            for i, scored in zip(idx, _nll_rows(logits[:, :-1], labels[:, labels.shape[1] - keep + 1 :])):
+                results[i] = scored
             if task is not None:
                 bar.advance(task, len(idx))
     model.train(was_training)
+    return results  # type: ignore[return-value]
+
+
+def _prompt_end(example: Encoded) -> int:
+    """Index of the first labelled (answer) token; 0 when nothing is labelled."""
+    return next((t for t, label in enumerate(example.labels) if label != IGNORE), 0)
+
+
+def _worth_sharing(examples: Sequence[Encoded]) -> bool:
+    """True when at least two examples share a prompt (the only case a prompt cache saves work)."""
+    prompts = [tuple(e.input_ids[: _prompt_end(e)]) for e in examples]
+    return len(set(prompts)) < len(prompts)
+
+
+def _prompt_groups(examples: Sequence[Encoded], batch_size: int) -> list[list[list[int]]]:
+    """Examples grouped by prompt (the tokens before the one that predicts the first answer token), the
+    groups packed into batches of about ``batch_size`` answers, longest tails first. A group is never split."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, e in enumerate(examples):
+        groups.setdefault(tuple(e.input_ids[: max(_prompt_end(e) - 1, 0)]), []).append(i)
+    longest = lambda g: -max(len(examples[i].input_ids) for i in g)  # noqa: E731
+    batches: list[list[list[int]]] = [[]]
+    for g in sorted(groups.values(), key=longest):
+        if batches[-1] and sum(map(len, batches[-1])) + len(g) > batch_size:
+            batches.append([])
+        batches[-1].append(g)
+    return batches
+
+
+def _tail_nll(model: PreTrainedModel, examples: Sequence[Encoded], groups: list[list[int]], pad_id: int,
+              device) -> list[Scored] | None:
+    """Scores of one batch of prompt groups: the distinct prompts prefilled once (left-padded), then every
+    answer tail (its last prompt token + the answer, right-padded) run against its prompt's cache rows."""
+    cut = [max(_prompt_end(examples[g[0]]) - 1, 0) for g in groups]
+    if min(cut) == 0:
+        return None
+    ids, mask, pos = _left_batch([examples[g[0]].input_ids[:c] for g, c in zip(groups, cut)], pad_id, device)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    cache = out["cache"] if "cache" in out else out.get("past_key_values")
+    if not isinstance(cache, Cache) or any(cache.is_sliding) or any(cache.is_linear):
+        return None
+    rows = [r for r, g in enumerate(groups) for _ in g]
+    members = [i for g in groups for i in g]
+    cache.batch_select_indices(torch.tensor(rows, device=device))
+    tails = [examples[i].input_ids[cut[r]:] for r, i in zip(rows, members)]
+    tail_ids = pad(tails, pad_id).to(device)
+    tail_mask = pad([[1] * len(t) for t in tails], 0).to(device)
+    start = mask.sum(-1)[rows]  # each prompt's real length = the first tail token's position
+    tail_pos = start[:, None] + torch.arange(tail_ids.shape[1], device=device)[None]
+    logits = model(input_ids=tail_ids, attention_mask=torch.cat([mask[rows], tail_mask], dim=1),
+                   position_ids=tail_pos, cache=cache).logits
+    labels = pad([examples[i].labels[cut[r]:] for r, i in zip(rows, members)], IGNORE).to(device)
+    return _nll_rows(logits[:, :-1], labels[:, 1:])
+
+
+def _nll_rows(logits: torch.Tensor, target: torch.Tensor) -> list[Scored]:
+    """Summed NLL of the labelled targets per row (logits[:, j] predicts target[:, j])."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    tok_nll = -logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    valid = target != IGNORE
+    sums = tok_nll.masked_fill(~valid, 0.0).sum(-1)  # not a product: NaN * 0 is NaN
+    return [Scored(float(s), int(c)) for s, c in zip(sums, valid.sum(-1))]
+
+
+def _score_shared(model: PreTrainedModel, examples: Sequence[Encoded], pad_id: int, batch_size: int,
+                  description: str | None) -> list[Scored] | None:
+    """:func:`score` with one prompt cache per distinct prompt; None when the model's cache cannot be reused."""
+    device = next(model.parameters()).device
+    results: list[Scored | None] = [None] * len(examples)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), progress_bar() as bar:
+            task = bar.add_task(description, total=len(examples)) if description else None
+            for groups in _prompt_groups(examples, batch_size):
+                scored = _tail_nll(model, examples, groups, pad_id, device)
+                if scored is None:
+                    return None
+                for i, s in zip((i for g in groups for i in g), scored):
+                    results[i] = s
+                if task is not None:
+                    bar.advance(task, sum(map(len, groups)))
+    finally:
+        model.train(was_training)
     return results  # type: ignore[return-value]
 
 

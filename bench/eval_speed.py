@@ -1,0 +1,139 @@
+"""Evaluation speed, today's scoring path vs the shared-prompt one, side by side in one process.
+
+Runs one TOFU mini evaluation (forget 40, retain 40, real authors 50, world facts 50, 64 new tokens) or one
+RWKU evaluation (``--limit 30``) of the same model twice: once with ``score(share_prompts=False)`` (every
+answer re-reads its prompt: the code before 2026-12-02) and once with the default (one key/value cache per
+distinct prompt). Prints the wall times, the time inside generation and scoring, and the largest difference
+over every metric and per-item value; writes the same as JSON.
+
+    python bench/eval_speed.py --benchmark tofu [--threads 2] [--out docs/results/perf_eval_speed_tofu.json]
+    python bench/eval_speed.py --benchmark rwku --limit 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+TOFU_LIMITS = {"forget": 40, "retain": 40, "real_authors": 50, "world_facts": 50}
+# Every module that calls the scorer or the generator imports it by name: patch each one.
+CALLERS = ("ulmr.eval.qa", "ulmr.eval.rwku", "ulmr.metrics.mcq", "ulmr.metrics.mia", "ulmr.eval.utility")
+
+
+def leaves(obj: Any, path: str = "") -> Iterator[tuple[str, float]]:
+    """Every numeric leaf of a result dict, with its path."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from leaves(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from leaves(v, f"{path}[{i}]")
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield path, float(obj)
+
+
+def max_difference(a: dict, b: dict) -> tuple[float, str, int]:
+    """Largest |a - b| over the numeric leaves both hold (inf when one is NaN and the other not), its path,
+    and how many leaves were compared."""
+    da, db = dict(leaves(a)), dict(leaves(b))
+    worst, where = 0.0, ""
+    for k in da.keys() & db.keys():
+        x, y = da[k], db[k]
+        if math.isnan(x) and math.isnan(y) or x == y:
+            continue
+        d = abs(x - y) if not (math.isnan(x) or math.isnan(y) or math.isinf(x) or math.isinf(y)) else math.inf
+        if d > worst:
+            worst, where = d, k
+    return worst, where, len(da.keys() & db.keys())
+
+
+def instrument(share: bool, clock: dict[str, float]) -> None:
+    """Point every caller's ``score``/``generate`` at timed wrappers; ``share`` picks the scoring path."""
+    import importlib
+
+    from ulmr import inference
+
+    def timed(fn, key):
+        @functools.wraps(fn)
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                clock[key] = clock.get(key, 0.0) + time.perf_counter() - t0
+        return wrapper
+
+    score = timed(functools.partial(inference.score, share_prompts=share), "scoring_s")
+    generate = timed(inference.generate, "generation_s")
+    for name in CALLERS:
+        module = importlib.import_module(name)
+        for attr, fn in (("score", score), ("generate", generate)):
+            if hasattr(module, attr):
+                setattr(module, attr, fn)
+
+
+def evaluate(benchmark: str, model, tok, args) -> dict[str, Any]:
+    if benchmark == "tofu":
+        from ulmr.eval.tofu import evaluate_tofu
+
+        return evaluate_tofu(model, tok, args.data or SHARED / "tofu", "forget01", limits=TOFU_LIMITS,
+                             max_new_tokens=64, batch_size=args.batch_size)
+    from ulmr.eval.rwku import evaluate_rwku
+
+    return evaluate_rwku(model, tok, args.data or SHARED / "rwku", target=args.target, limit=args.limit,
+                         batch_size=args.batch_size)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--benchmark", choices=["tofu", "rwku"], default="tofu")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--data", default=None, help="benchmark data directory (default ../shared/data/<benchmark>)")
+    ap.add_argument("--target", type=int, default=1, help="RWKU target")
+    ap.add_argument("--limit", type=int, default=30, help="RWKU items per probe set")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from ulmr.atomic import write_json
+    from ulmr.models import load
+
+    model, tok = load(args.model)
+    runs: dict[str, dict[str, Any]] = {}
+    for label, share in (("today", False), ("shared_prompts", True)):
+        clock: dict[str, float] = {}
+        instrument(share, clock)
+        t0 = time.perf_counter()
+        result = evaluate(args.benchmark, model, tok, args)
+        runs[label] = {"wall_s": time.perf_counter() - t0, **clock, "result": result}
+    diff, where, n = max_difference(runs["today"]["result"], runs["shared_prompts"]["result"])
+    old, new = runs["today"]["wall_s"], runs["shared_prompts"]["wall_s"]
+    print(f"{args.benchmark} evaluation of {args.model}, {args.threads} threads:")
+    for label, r in runs.items():
+        print(f"  {label:15s} {r['wall_s']:7.1f} s  (generation {r.get('generation_s', 0):6.1f} s, "
+              f"scoring {r.get('scoring_s', 0):6.1f} s)")
+    print(f"  speed-up {old / new:.2f}x; largest difference over {n} values: {diff:.2e} ({where or '-'})")
+    out = Path(args.out or ROOT / "docs" / "results" / f"perf_eval_speed_{args.benchmark}.json")
+    write_json(out, {
+        "command": "python bench/eval_speed.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "out"),
+        "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "runs": {k: {m: v for m, v in r.items() if m != "result"} for k, r in runs.items()},
+        "speedup": old / new, "max_difference": diff, "max_difference_at": where, "values_compared": n,
+    })
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
