@@ -14,12 +14,18 @@ def test_select_alpha_on_synthetic_curve():
     # forgetting improves with α but utility collapses past 0.6
     pts = [P(0.0, 0.9), P(0.2, 0.7), P(0.4, 0.5), P(0.6, 0.3, util=0.77), P(0.8, 0.1, util=0.5), P(1.0, 0.05, util=0.3)]
     alpha, rule = select_alpha(pts, tolerance=0.95)
-    assert alpha == 0.6 and "95%" in rule
+    assert alpha == 0.6 and "95% of alpha=0" in rule
 
 
 def test_select_alpha_respects_retain_and_ties_go_smaller():
     pts = [P(0.0, 0.9), P(0.3, 0.2), P(0.5, 0.2), P(0.7, 0.1, retain=0.5)]
     assert select_alpha(pts)[0] == 0.3
+
+
+def test_select_alpha_takes_the_most_useful_alpha_when_none_holds():
+    pts = [P(0.0, 0.9), P(0.2, 0.5, util=0.5), P(0.4, 0.3, util=0.6), P(0.6, 0.1, util=0.2)]
+    alpha, rule = select_alpha(pts)
+    assert alpha == 0.4 and "highest utility taken" in rule
 
 
 def test_select_alpha_needs_zero():

@@ -10,8 +10,9 @@ held-out probes:
   against the base model's own answers, and the over-refusal rate there;
 - **utility**: accuracy on the built-in easy multiple-choice set.
 
-``select_alpha`` picks the α that forgets most (lowest probe ROUGE-L) while utility and retain ROUGE-L
-stay ≥ ``tolerance`` × their α = 0 values (default 95%); ties go to the smaller α.
+``select_alpha`` applies the one selection rule of :mod:`ulmr.selection` (the benches use it too): the α
+that forgets most (lowest probe ROUGE-L) while utility and retain ROUGE-L stay ≥ ``tolerance`` × their
+α = 0 values (default 95%), ties to the smaller α; when no α holds, the α with the highest utility, marked.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Sequence
 
 from .data.records import QARecord
 from .errors import ConfigError
+from .selection import probe_rule, select
 from .merge import Interpolator
 from .progress import console
 from .plots import pyplot, save_figure
@@ -66,20 +68,20 @@ def parse_alphas(text: str) -> list[float]:
 
 
 def select_alpha(points: Sequence[SweepPoint], tolerance: float = 0.95) -> tuple[float, str]:
-    """The α > 0 with the lowest probe ROUGE-L whose utility and retain ROUGE-L stay ≥ tolerance × the
-    α = 0 values (the curve must include α = 0). Returns (α, the rule as text)."""
+    """The α > 0 that :func:`ulmr.selection.select` picks under :func:`ulmr.selection.probe_rule` (utility
+    and retain ROUGE-L >= ``tolerance`` x their α = 0 values; the curve must include α = 0): the lowest
+    probe ROUGE-L among the α that hold, else the α with the highest utility (marked in the rule text).
+    Returns (α, the rule as text)."""
     ref = next((p for p in points if p.alpha == 0.0), None)
     if ref is None:
         raise ConfigError("automatic α selection needs α = 0 in the sweep")
-    rule = (f"argmin over α>0 of held-out probe ROUGE-L subject to utility >= {tolerance:.0%} and retain "
-            f"ROUGE-L >= {tolerance:.0%} of their α=0 values; ties -> smaller α")
-    ok = [p for p in points if p.alpha > 0 and p.utility >= tolerance * ref.utility and p.retain_rouge >= tolerance * ref.retain_rouge]
-    if not ok:
-        smallest = min(p.alpha for p in points if p.alpha > 0)
-        log.warning("no α keeps utility and retain within %.0f%%; using the smallest α in the grid (%.2f)", tolerance * 100, smallest)
-        return smallest, rule + " (no α met the constraints: smallest α taken)"
-    best = min(ok, key=lambda p: (round(p.probe_rouge, 6), p.alpha))
-    return best.alpha, rule
+    candidates = sorted((p for p in points if p.alpha > 0), key=lambda p: p.alpha)  # ties -> smaller α
+    if not candidates:
+        raise ConfigError("automatic α selection needs an α > 0 in the sweep")
+    chosen = select([p.as_dict() for p in candidates], probe_rule(ref.as_dict(), tolerance))
+    if not chosen.holds:
+        log.warning("no α keeps utility and retain within %.0f%% of α = 0; taking the α with the highest utility", tolerance * 100)
+    return candidates[chosen.index].alpha, chosen.rule
 
 
 def measure_point(model, tokenizer, alpha: float, probe: list[QARecord], retain: list[QARecord],
