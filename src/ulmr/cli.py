@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "datasets", "transformers", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not debug else logging.INFO)
+    # The hub's "Retrying in 1s" warnings: a failed download ends in one error line of ours instead.
+    logging.getLogger("huggingface_hub.utils._http").setLevel(logging.INFO if debug else logging.ERROR)
     if not (debug or verbose()):
         silence_libraries()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

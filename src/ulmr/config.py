@@ -6,15 +6,31 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal, Optional, TypeVar, Union
+from typing import Annotated, Literal, Optional, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .data.tofu import ForgetSplit
 from .errors import ConfigError
 from .methods.registry import METHODS, get_method, method_class
 
 AnswerSource = Literal["model", "data"]
 S = TypeVar("S", bound=BaseModel)
+
+# Bounded option types, one source per bound: every config below, the benchmark configs, ``ulmr verify``'s
+# and the option models of commands without a stage config (compare, sweep, eval) use these.
+Alpha = Annotated[float, Field(gt=0, le=1)]  # averaging weight without --allow-extrapolation (check_alpha)
+LearningRate = Annotated[float, Field(gt=0)]
+Epochs = Annotated[float, Field(gt=0)]
+BatchSize = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=1)]  # steps, items, limits, repeats
+NewTokens = Annotated[int, Field(ge=1, le=1024)]  # new tokens per generated or evaluated answer
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+Weight = Annotated[float, Field(ge=0)]  # a loss term's weight, a threshold
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Threads = Annotated[int, Field(ge=1)]
+MaxLength = Annotated[int, Field(ge=16)]  # tokens per training example
+Dtype = Literal["float32", "bfloat16", "float16"]
 
 
 
@@ -35,7 +51,7 @@ class Seeded(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(0, description="random seed (generation sampling, data order, refusal draws)")
+    seed: Seed = Field(0, description="random seed (generation sampling, data order, refusal draws)")
 
 
 class GenerateConfig(Seeded):
@@ -52,8 +68,8 @@ class GenerateConfig(Seeded):
     negative_prompt: Optional[str] = Field(None, description="built-in prompt name or YAML path (default: negative_<mode>)")
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(64, ge=1, le=1024, description="new tokens per generated rewrite or negative response")
-    gen_batch_size: int = Field(32, ge=1, serialization_alias="batch_size", description="generation batch size")
+    max_new_tokens: NewTokens = Field(64, description="new tokens per generated rewrite or negative response")
+    gen_batch_size: BatchSize = Field(32, serialization_alias="batch_size", description="generation batch size")
     max_tries: int = Field(3, ge=1, le=20, description="generation rounds before a slot gets its template fallback")
     probe_rewrites: bool = Field(True, serialization_alias="probe", description="also one held-out rewrite per item (the probe file)")
 
@@ -65,7 +81,7 @@ class BackendConfig(BaseModel):
 
     backend: Literal["local", "openai"] = "local"
     generator: Optional[str] = Field(None, description="local generator model (default: the model being unlearned)")
-    generator_dtype: Optional[Literal["float32", "bfloat16", "float16"]] = Field(
+    generator_dtype: Optional[Dtype] = Field(
         None, description="dtype of the local generator (default: float32, the model's); training keeps float32")
     openai_base_url: Optional[str] = None
     openai_model: Optional[str] = None
@@ -85,37 +101,37 @@ class TrainConfig(Seeded):
     model_config = ConfigDict(extra="forbid")
 
     method: str = "ulmr"
-    epochs: Optional[float] = Field(None, gt=0, description="training epochs (default: the method's)")
-    lr: Optional[float] = Field(None, gt=0, description="learning rate (default: the method's, by model size for ulmr)")
-    batch_size: int = Field(4, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    max_steps: int = -1
-    weight_decay: float = Field(0.01, ge=0)
+    epochs: Optional[Epochs] = Field(None, description="training epochs (default: the method's)")
+    lr: Optional[LearningRate] = Field(None, description="learning rate (default: the method's, by model size for ulmr)")
+    batch_size: BatchSize = 4
+    grad_accum: Count = 1
+    max_steps: int = Field(-1, ge=-1, description="optimizer steps (-1: by epochs)")
+    weight_decay: Weight = 0.01
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     lr_scheduler: str = "linear"
-    max_length: int = Field(512, ge=16)
+    max_length: MaxLength = 512
     group_by_length: bool = Field(False, description="batch rows of similar length together (less padding; docs/performance.md)")
     lora: bool = False
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     lora_target_modules: Optional[list[str]] = None  # None: peft's default for the architecture
-    retain_weight: Optional[float] = Field(None, ge=0, description="weight of the retain/anchor NLL term (default: the method's)")
+    retain_weight: Optional[Weight] = Field(None, description="weight of the retain/anchor NLL term (default: the method's)")
     beta: Optional[float] = Field(None, gt=0, description="β of dpo/npo and of ulmr's answer term (default: the method's, 0.1)")
-    answer_weight: Optional[float] = Field(
-        None, ge=0, description="ulmr: weight γ of an NPO term on the key span of each D_fr row's original answer "
+    answer_weight: Optional[Weight] = Field(
+        None, description="ulmr: weight γ of an NPO term on the key span of each D_fr row's original answer "
         "(default 0.03; 0: the paper's plain SFT)")
     answer_source: AnswerSource = Field(
         "model", description="ulmr's answer term: lower the key span in the model's own answer ('model') or in the data's ('data')")
     refusals_file: Optional[str] = None
     checkpoint_steps: Optional[int] = Field(None, ge=0, description="training checkpoint every N steps (default: one per epoch; 0: none)")
     keep_checkpoints: bool = True  # False: delete output_dir/checkpoints after a finished run
-    logging_steps: int = Field(5, ge=1)
+    logging_steps: Count = 5
     bf16: bool = False
     gradient_checkpointing: bool = False
-    num_threads: Optional[int] = None  # CPU threads; None: cores / local processes
+    num_threads: Optional[Threads] = None  # CPU threads; None: cores / local processes
     eval_probe: bool = False
-    probe_items: int = Field(4, ge=1)
+    probe_items: Count = 4
     probe_rouge: bool = False
     keep_best_epoch: bool = False
     probe_min_forget_rise: float = 0.0
@@ -197,3 +213,75 @@ class UnlearnConfig(GenerateConfig, BackendConfig, TrainConfig, RunOptions):
     def effective_alpha(self) -> float | str | None:
         """``--alpha``, else the method's ``default_alpha`` (ULMR: 0.5, the paper; others: None, no averaging)."""
         return method_class(self.method).default_alpha if self.alpha is None else self.alpha
+
+
+def _alpha_in_range(alpha: float | None) -> float | None:
+    """``check_alpha`` without extrapolation, as a pydantic validator (one rule for every --alpha)."""
+    if alpha is None:
+        return None
+    try:
+        return check_alpha(alpha)
+    except ConfigError as e:
+        raise ValueError(str(e)) from e
+
+
+class CompareConfig(Seeded):
+    """Options of ``ulmr compare`` (its bounds are the stage configs' types)."""
+
+    model: str = "smollm2-135m"
+    forget: str
+    methods: list[str] = Field(min_length=1, description="methods to run, each on the same data and steps")
+    retain: Optional[str] = None
+    probe: Optional[str] = None
+    steps: Optional[Count] = Field(None, description="optimizer steps of every method (default: ULMR's for --epochs)")
+    epochs: Epochs = 3.0
+    lr: Optional[LearningRate] = None
+    alpha: Optional[float] = Field(None, description="average every method with the base at this α")
+    batch_size: BatchSize = 4
+    max_new_tokens: NewTokens = 64
+    out: Path = Path("runs/compare")
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        unknown = [m for m in v if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+        return v
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha(cls, v: float | None) -> float | None:
+        return _alpha_in_range(v)
+
+
+class SweepConfig(BaseModel):
+    """Options of ``ulmr sweep`` that have bounds: the α grid (0 <= α <= 1: it interpolates only) and budgets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alphas: list[Fraction] = Field(min_length=1)
+    tolerance: Fraction = 0.95
+    retain_limit: Optional[Count] = 32
+    utility_limit: Optional[Count] = None
+    select: Literal["auto", "none"] = "auto"
+    max_new_tokens: NewTokens = 48
+
+
+class EvalOptions(BaseModel):
+    """Bounded options of ``ulmr eval tofu | rwku | qa`` (each command sets the ones it has)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    forget_split: ForgetSplit = "forget01"
+    target: Optional[Count] = None
+    limit: Optional[Count] = None
+    limit_forget: Optional[Count] = None
+    limit_retain: Optional[Count] = None
+    limit_ra: Optional[Count] = None
+    limit_wf: Optional[Count] = None
+    utility: Literal["mmlu", "easy", "both"] = "mmlu"
+    pool: Literal["levels", "items"] = "levels"
+    max_new_tokens: NewTokens = 200
+    extra_max_new_tokens: NewTokens = 128
+    batch_size: BatchSize = 16

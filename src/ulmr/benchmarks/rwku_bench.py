@@ -23,7 +23,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..config import TrainConfig
+from ..config import Alpha, BatchSize, Count, Epochs, LearningRate, MaxLength, NewTokens, TrainConfig, Weight
 from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
 from ..methods.registry import method_class, method_names
@@ -57,23 +57,23 @@ class RwkuBenchConfig(BaseModel):
     data: str
     targets: list[int] = Field(default_factory=lambda: [111, 106, 31])
     methods: list[str] = Field(default_factory=lambda: method_names(BENCH))
-    limit_train: int = Field(32, ge=1)
+    limit_train: Count = 32
     limit: Optional[int] = Field(LAPTOP_LIMIT, ge=0, description="items per probe set / MIA set / MMLU; 0 or None: all")
     utility: Literal["easy", "mmlu", "both"] = "both"
-    seeds: int = Field(1, ge=1)
+    seeds: Count = 1
     out: Path = Path("runs/bench/rwku")
-    lr: float = Field(5e-5, gt=0)
-    epochs: float = Field(1.0, gt=0)
-    batch_size: int = Field(4, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    max_steps: Optional[int] = Field(None, ge=1, description="unlearning steps for every method (default: epochs over limit_train items)")
-    alpha: float = Field(0.5, gt=0, le=1)
-    answer_weight: Optional[float] = Field(
-        None, ge=0, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
-    eval_batch_size: int = Field(16, ge=1)
-    max_length: int = Field(512, ge=16)
-    answer_tokens: int = Field(64, ge=1, description="new tokens of the original model's answers to the reject questions (ULMR)")
-    gen_max_new_tokens: int = Field(64, ge=1, description="new tokens per generated rewrite / negative response (ULMR)")
+    lr: LearningRate = 5e-5
+    epochs: Epochs = 1.0
+    batch_size: BatchSize = 4
+    grad_accum: Count = 1
+    max_steps: Optional[Count] = Field(None, description="unlearning steps for every method (default: epochs over limit_train items)")
+    alpha: Alpha = 0.5
+    answer_weight: Optional[Weight] = Field(
+        None, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
+    eval_batch_size: BatchSize = 16
+    max_length: MaxLength = 512
+    answer_tokens: NewTokens = Field(64, description="new tokens of the original model's answers to the reject questions (ULMR)")
+    gen_max_new_tokens: NewTokens = Field(64, description="new tokens per generated rewrite / negative response (ULMR)")
     lora: bool = False
 
     @field_validator("targets")

@@ -22,14 +22,14 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..config import TrainConfig
+from ..config import Alpha, BatchSize, Count, Epochs, LearningRate, MaxLength, NewTokens, TrainConfig, Weight
 from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
 from ..methods.registry import method_class, method_names
 from ..methods.retrain import Retrain
 from . import common
 from .common import Column, Job, Scatter, StageStore
-from ..data.tofu import FORGET_SPLITS, load_tofu
+from ..data.tofu import ForgetSplit, load_tofu
 from ..paths import cache_dir
 from ..models import cached_model_dir, load
 from ..metrics.truth_ratio import forget_quality
@@ -61,44 +61,37 @@ class TofuBenchConfig(BaseModel):
 
     model: str = "smollm2-135m"
     data: str
-    forget_split: str = "forget01"
+    forget_split: ForgetSplit = "forget01"
     methods: list[str] = Field(default_factory=lambda: method_names(BENCH))
     scale: Literal["mini", "full"] = "mini"
-    seeds: int = Field(1, ge=1)
+    seeds: Count = 1
     out: Path = Path("runs/bench/tofu")
-    train_retain: Optional[int] = Field(None, ge=1)
-    eval_forget: Optional[int] = Field(None, ge=1)
-    eval_retain: Optional[int] = Field(None, ge=1)
-    eval_real_authors: Optional[int] = Field(None, ge=1)
-    eval_world_facts: Optional[int] = Field(None, ge=1)
-    max_new_tokens: Optional[int] = Field(None, ge=1)
-    ft_lr: Optional[float] = Field(None, gt=0)
-    ft_epochs: Optional[float] = Field(None, gt=0)
-    ft_batch_size: Optional[int] = Field(None, ge=1)
-    ft_grad_accum: Optional[int] = Field(None, ge=1)
-    lr: Optional[float] = Field(None, gt=0)
-    epochs: Optional[float] = Field(None, gt=0)
-    batch_size: Optional[int] = Field(None, ge=1)
-    grad_accum: Optional[int] = Field(None, ge=1)
-    max_steps: Optional[int] = Field(None, ge=1, description="unlearning steps for every method (default: epochs over the forget split)")
-    alpha: float = Field(0.5, gt=0, le=1)
-    answer_weight: Optional[float] = Field(
-        None, ge=0, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
-    gen_max_new_tokens: int = Field(64, ge=1, description="new tokens per generated rewrite / negative response (ULMR)")
-    eval_batch_size: int = Field(16, ge=1)
-    max_length: int = Field(512, ge=16)
+    train_retain: Optional[Count] = None
+    eval_forget: Optional[Count] = None
+    eval_retain: Optional[Count] = None
+    eval_real_authors: Optional[Count] = None
+    eval_world_facts: Optional[Count] = None
+    max_new_tokens: Optional[NewTokens] = None
+    ft_lr: Optional[LearningRate] = None
+    ft_epochs: Optional[Epochs] = None
+    ft_batch_size: Optional[BatchSize] = None
+    ft_grad_accum: Optional[Count] = None
+    lr: Optional[LearningRate] = None
+    epochs: Optional[Epochs] = None
+    batch_size: Optional[BatchSize] = None
+    grad_accum: Optional[Count] = None
+    max_steps: Optional[Count] = Field(None, description="unlearning steps for every method (default: epochs over the forget split)")
+    alpha: Alpha = 0.5
+    answer_weight: Optional[Weight] = Field(
+        None, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
+    gen_max_new_tokens: NewTokens = Field(64, description="new tokens per generated rewrite / negative response (ULMR)")
+    eval_batch_size: BatchSize = 16
+    max_length: MaxLength = 512
     lora: bool = False
     # Default "base": a 135M target that memorised TOFU stops following the few-shot prompts, so with "target"
     # D_fr is 100% template fallbacks (docs/results/tofu.md); "target" is the paper's recipe.
     generator: Literal["target", "base"] = Field(
         "base", description="ULMR's generator: the model before TOFU fine-tuning, or the target model (the paper's p_θ)")
-
-    @field_validator("forget_split")
-    @classmethod
-    def _split(cls, v: str) -> str:
-        if v not in FORGET_SPLITS:
-            raise ValueError(f"must be one of {', '.join(FORGET_SPLITS)}, got '{v}'")
-        return v
 
     @field_validator("methods")
     @classmethod

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from pydantic import ValidationError
-
-from ..errors import ConfigError, validation_message
+from ..errors import ConfigError
 from ..methods.registry import method_names
+from .common import check_value, validated
 
 bench_app = typer.Typer(help="Benchmark protocols: TOFU (fine-tune, unlearn, evaluate) and RWKU (per target).", no_args_is_help=True)
 
@@ -33,16 +32,10 @@ def _ints(value: Optional[str], flag: str) -> Optional[list[int]]:
         raise ConfigError(f"{flag}: expected comma-separated integers, got '{value}'") from None
 
 
-def _build(model_cls, **values):
-    """The config from the flags given; flags left at None take the config class's defaults (one source)."""
-    try:
-        return model_cls(**{k: v for k, v in values.items() if v is not None})
-    except ValidationError as e:
-        raise ConfigError(validation_message(e)) from e
-
-
 def _threads(threads: Optional[int]) -> None:
-    if threads:
+    from ..config import Threads  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+
+    if check_value("--threads", threads, Optional[Threads]):
         import torch
 
         torch.set_num_threads(threads)
@@ -80,13 +73,13 @@ def tofu_cmd(
     """Fine-tune target and retain models (cached), unlearn the forget split with every method, evaluate all, write the table."""
     from ..benchmarks.tofu_bench import TofuBenchConfig, check_config, run_tofu_bench  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
-    cfg = _build(TofuBenchConfig, model=model, data=data, forget_split=forget_split, methods=_csv(methods, "--methods"), scale=scale,
+    cfg = validated(TofuBenchConfig, model=model, data=data, forget_split=forget_split, methods=_csv(methods, "--methods"), scale=scale,
                  seeds=seeds, out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
                  eval_real_authors=eval_real_authors, eval_world_facts=eval_world_facts, max_new_tokens=max_new_tokens,
                  ft_lr=ft_lr, ft_epochs=ft_epochs, ft_batch_size=ft_batch_size, lr=lr, epochs=epochs, batch_size=batch_size,
                  max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, generator=generator, eval_batch_size=eval_batch_size)
-    check_config(cfg)
     _threads(threads)
+    check_config(cfg)
     res = run_tofu_bench(cfg)
     typer.echo(str(res["paths"]["markdown"]))
 
@@ -114,7 +107,7 @@ def rwku_cmd(
     """Per target: evaluate the original model, unlearn with every method, evaluate; the table averages over targets."""
     from ..benchmarks.rwku_bench import RwkuBenchConfig, run_rwku_bench  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
-    cfg = _build(RwkuBenchConfig, model=model, data=data, targets=_ints(targets, "--targets"), methods=_csv(methods, "--methods"),
+    cfg = validated(RwkuBenchConfig, model=model, data=data, targets=_ints(targets, "--targets"), methods=_csv(methods, "--methods"),
                  limit_train=limit_train, limit=limit, utility=utility, seeds=seeds, out=out, lr=lr, epochs=epochs,
                  batch_size=batch_size, max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, eval_batch_size=eval_batch_size)
     _threads(threads)

@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 import typer
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from ..errors import ConfigError, validation_message
+from ..errors import ConfigError, flag, validated, validation_message  # noqa: F401 - validated: for the commands
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -46,10 +46,19 @@ def build_config(model: type[M], ctx: typer.Context, config: Path | None, values
     for name, value in file_values.items():
         if not (name in values and _given(ctx, name)):
             merged[name] = value
+    from_file = {n for n in file_values if not (n in values and _given(ctx, n))}
     try:
         return model(**merged)
     except ValidationError as e:
-        raise ConfigError(validation_message(e)) from e
+        raise ConfigError(validation_message(e, lambda f: f"{config}: {f}" if f in from_file else flag(f))) from e
+
+
+def check_value(name: str, value: Any, kind: Any) -> Any:
+    """Validate one option against a bounded type of :mod:`ulmr.config` (e.g. ``Threads``); ``name`` is its flag."""
+    try:
+        return TypeAdapter(kind).validate_python(value)
+    except ValidationError as e:
+        raise ConfigError(f"{name}: {validation_message(e)}") from e
 
 
 def _given(ctx: typer.Context, name: str) -> bool:

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..methods.registry import method_names
+from .common import validated
 
 
 def compare_cmd(
@@ -27,13 +28,13 @@ def compare_cmd(
 ) -> None:
     """Run each method on your data with equal optimizer steps; print forget / probe / retain ROUGE-L and probability."""
     from ..compare import compare  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
-    from ..errors import ConfigError  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..config import CompareConfig  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in names if m not in method_names()]
-    if unknown or not names:
-        raise ConfigError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(method_names())}")
-    compare(model, forget, names, out, retain, probe, steps, epochs, lr, alpha, batch_size, max_new_tokens=max_new_tokens, seed=seed)
+    cfg = validated(CompareConfig, model=model, forget=forget, methods=names, retain=retain, probe=probe, steps=steps,
+                    epochs=epochs, lr=lr, alpha=alpha, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed, out=out)
+    compare(cfg.model, cfg.forget, cfg.methods, cfg.out, cfg.retain, cfg.probe, cfg.steps, cfg.epochs, cfg.lr, cfg.alpha,
+            cfg.batch_size, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
 
 
 def register(app: typer.Typer) -> None:

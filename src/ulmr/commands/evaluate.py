@@ -9,11 +9,12 @@ from typing import Optional
 import typer
 
 from ..errors import ConfigError
+from .common import validated
 
 eval_app = typer.Typer(help="Evaluate a model: TOFU, RWKU, or your own QA files.", no_args_is_help=True)
 
 MODEL = typer.Option("smollm2-135m", "--model", "-m", help="Hugging Face id, local HF directory, .gguf file, or 'smollm2-135m' (embedded).")
-BATCH = typer.Option(16, "--batch-size", min=1, help="Batch size of generation and scoring.")
+BATCH = typer.Option(16, "--batch-size", help="Batch size of generation and scoring.")
 OUT = typer.Option(None, "--out", "-o", help="Output directory (default: ./eval-out/<benchmark>-<model name>).")
 TRC = typer.Option(False, help="Allow custom model code from the hub (off by default).")
 
@@ -33,9 +34,11 @@ def _out(out: Optional[Path], bench: str, model: str) -> Path:
     return out or Path("eval-out") / f"{bench}-{_model_name(model)}"
 
 
-def _positive(name: str, value: Optional[int]) -> None:
-    if value is not None and value < 1:
-        raise ConfigError(f"--{name} must be >= 1, got {value}")
+def _options(**values):
+    """The command's bounded options, validated (:class:`ulmr.config.EvalOptions`) before any data or model loads."""
+    from ..config import EvalOptions  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+
+    return validated(EvalOptions, **values)
 
 
 @eval_app.command("tofu")
@@ -48,7 +51,7 @@ def tofu_cmd(
     limit_retain: Optional[int] = typer.Option(None, help="Use only the first N retain items."),
     limit_ra: Optional[int] = typer.Option(None, help="Use only the first N Real Authors items."),
     limit_wf: Optional[int] = typer.Option(None, help="Use only the first N World Facts items."),
-    max_new_tokens: int = typer.Option(200, min=1, help="Max new tokens of the greedy generations scored by ROUGE-L."),
+    max_new_tokens: int = typer.Option(200, help="Max new tokens of the greedy generations scored by ROUGE-L."),
     batch_size: int = BATCH,
     out: Optional[Path] = OUT,
     trust_remote_code: bool = TRC,
@@ -57,8 +60,8 @@ def tofu_cmd(
     from ..eval.report import write_report  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
     from ..eval.tofu import evaluate_tofu, summary, tofu_table  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
-    for n, v in (("limit-forget", limit_forget), ("limit-retain", limit_retain), ("limit-ra", limit_ra), ("limit-wf", limit_wf)):
-        _positive(n, v)
+    _options(forget_split=forget_split, limit_forget=limit_forget, limit_retain=limit_retain, limit_ra=limit_ra,
+             limit_wf=limit_wf, max_new_tokens=max_new_tokens, batch_size=batch_size)
     from ..data.tofu import load_tofu  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     sets = load_tofu(data, forget_split)  # data errors before the model loads
@@ -78,7 +81,7 @@ def rwku_cmd(
     utility: str = typer.Option("mmlu", help="Utility: 'mmlu' (Gen, 5-shot), 'easy' (built-in easy set) or 'both'."),
     pool: str = typer.Option("levels", help="'levels': All = mean of the level means (RWKU); 'items': mean over all probes."),
     extra: str = typer.Option("", help="Comma-separated extra utility sets: bbh, truthfulqa, triviaqa, fluency."),
-    extra_max_new_tokens: int = typer.Option(128, min=1, help="Max new tokens of BBH chain-of-thought and fluency generations."),
+    extra_max_new_tokens: int = typer.Option(128, help="Max new tokens of BBH chain-of-thought and fluency generations."),
     batch_size: int = BATCH,
     out: Optional[Path] = OUT,
     trust_remote_code: bool = TRC,
@@ -88,13 +91,11 @@ def rwku_cmd(
     from ..eval.report import write_report  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
     from ..eval.rwku import EXTRAS, evaluate_rwku, rwku_table, summary  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
-    _positive("limit", limit)
+    _options(target=target, limit=limit, utility=utility, pool=pool, extra_max_new_tokens=extra_max_new_tokens, batch_size=batch_size)
     extras = tuple(e.strip() for e in extra.split(",") if e.strip())
     bad = [e for e in extras if e not in EXTRAS]
     if bad:
         raise ConfigError(f"--extra: unknown '{bad[0]}' (choose from {', '.join(EXTRAS)})")
-    if utility not in ("easy", "mmlu", "both"):
-        raise ConfigError(f"--utility must be easy, mmlu or both, got '{utility}'")
     parts = CORE_PARTS + (("mmlu",) if utility != "easy" else ()) + extras
     tgt = load_rwku(data, target, parts)  # data errors before the model loads
     m, tok = _load(model, trust_remote_code)
@@ -110,7 +111,7 @@ def qa_cmd(
     retain: Optional[list[str]] = typer.Option(None, "--retain", "-r", help="Retain set(s), same formats; repeatable (their refusal rate = over-refusal)."),
     question_field: str = typer.Option("question", help="Name of the question column."),
     answer_field: str = typer.Option("answer", help="Name of the answer column."),
-    max_new_tokens: int = typer.Option(200, min=1, help="Max new tokens of the greedy generations."),
+    max_new_tokens: int = typer.Option(200, help="Max new tokens of the greedy generations."),
     batch_size: int = BATCH,
     out: Optional[Path] = OUT,
     trust_remote_code: bool = TRC,
@@ -120,6 +121,7 @@ def qa_cmd(
     from ..eval.qa import evaluate_qa, qa_table  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
     from ..eval.report import write_report  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
+    _options(max_new_tokens=max_new_tokens, batch_size=batch_size)
     sets = {}
     for role, paths in (("forget", forget), ("retain", retain or [])):
         for i, p in enumerate(paths):

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from .common import validated
+
 
 def sweep_cmd(
     base: str = typer.Option(..., "--base", help="The original model p_theta (id, dir, .gguf or smollm2-135m)."),
@@ -23,10 +25,13 @@ def sweep_cmd(
     out: Path = typer.Option(Path("runs/sweep"), "--out", "-o", help="Where sweep.json, sweep.md and sweep.png go."),
 ) -> None:
     """Evaluate p_u = α·p_f + (1−α)·p_θ for each α in memory (nothing written per α); table + PNG curve."""
+    from ..config import SweepConfig  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
     from ..models import base_weights_dir, load, load_model  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
     from ..sweep import parse_alphas, report, resolve_probe, retain_probe, select_alpha, sweep  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
-    grid = parse_alphas(alphas)
+    opts = validated(SweepConfig, alphas=parse_alphas(alphas), tolerance=tolerance, retain_limit=retain_limit,
+                     utility_limit=utility_limit, select=select, max_new_tokens=max_new_tokens)
+    grid, retain_limit, utility_limit, max_new_tokens = opts.alphas, opts.retain_limit, opts.utility_limit, opts.max_new_tokens
     probe_items, probe_src = resolve_probe(Path(finetuned), probe, forget)
     base_model, tok = load(base)
     retain_items, retain_src = retain_probe(base_model, tok, base, retain, retain_limit)
@@ -39,7 +44,7 @@ def sweep_cmd(
         model = load_model(str(finetuned))
     points = sweep(model, tok, None if hasattr(model, "peft_config") else base_weights_dir(base), grid, probe_items,
                    retain_items, max_new_tokens, utility_limit)
-    chosen, rule = select_alpha(points, tolerance) if select == "auto" and 0.0 in grid else (None, None)
+    chosen, rule = select_alpha(points, opts.tolerance) if opts.select == "auto" and 0.0 in grid else (None, None)
     report(points, out, chosen, rule, {"base": base, "finetuned": str(finetuned), "probe": probe_src, "retain": retain_src})
     typer.echo(f"sweep written to {out}" + (f"; auto-selected alpha = {chosen}" if chosen is not None else ""))
 

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import ConfigError
+from .common import check_value
 
 
 def _defaults(model: str, base: Optional[str], forget: Optional[str]) -> tuple[str, str, dict]:
@@ -46,8 +47,10 @@ def verify_cmd(
 ) -> None:
     """Report forget-set knowledge of base vs unlearned model under paraphrase, adversarial prompts, relearning
     and 4/8-bit quantisation, and over-refusal, each with a recovery ratio and PASS/FAIL (JSON, Markdown, PNG)."""
+    from ..config import Threads  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
     from ..verify import make_config, verify  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
+    check_value("--threads", threads, Optional[Threads])
     cfg = make_config(max_new_tokens=max_new_tokens, batch_size=batch_size, relearn_steps=relearn_steps, relearn_lr=relearn_lr,
                       group_size=group_size, threshold=threshold, refusal_threshold=refusal_threshold, seed=seed)
     base, forget, settings = _defaults(model, base, forget)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 from ..errors import ConfigError, DataError
 from .records import read_jsonl
 
-FORGET_SPLITS = ("forget01", "forget05", "forget10")
+ForgetSplit = Literal["forget01", "forget05", "forget10"]
+FORGET_SPLITS: tuple[str, ...] = get_args(ForgetSplit)
 SET_FILES = {
     "retain": "retain_perturbed",
     "real_authors": "real_authors_perturbed",
