@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal, Optional, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .data.tofu import ForgetSplit
 from .errors import ConfigError
@@ -19,7 +19,6 @@ S = TypeVar("S", bound=BaseModel)
 
 # Bounded option types, one source per bound: every config below, the benchmark configs, ``ulmr verify``'s
 # and the option models of commands without a stage config (compare, sweep, eval) use these.
-Alpha = Annotated[float, Field(gt=0, le=1)]  # averaging weight without --allow-extrapolation (check_alpha)
 LearningRate = Annotated[float, Field(gt=0)]
 Epochs = Annotated[float, Field(gt=0)]
 BatchSize = Annotated[int, Field(ge=1)]
@@ -34,16 +33,34 @@ Dtype = Literal["float32", "bfloat16", "float16"]
 
 
 
-def check_alpha(alpha: float, allow_extrapolation: bool = False, allow_zero: bool = False) -> float:
-    """Validate α: 0 < α ≤ 1 (0 ≤ α with ``allow_zero``), α > 1 only with ``allow_extrapolation``."""
+def alpha_problem(alpha: object, allow_extrapolation: bool = False, allow_zero: bool = False, hint: bool = True) -> str | None:
+    """What is wrong with α, or None: 0 < α ≤ 1 (0 ≤ α with ``allow_zero``), α > 1 only with ``allow_extrapolation``
+    (``hint``: the message names that flag). The one rule for every averaging weight."""
     if alpha is None or isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or math.isnan(alpha):
-        raise ConfigError(f"--alpha must be a number, got {alpha!r}")
-    low_ok = alpha >= 0 if allow_zero else alpha > 0
-    if not low_ok:
-        raise ConfigError(f"--alpha {alpha} is out of range: need {'0 <=' if allow_zero else '0 <'} alpha <= 1")
+        return f"must be a number (got {alpha!r})"
+    if not (alpha >= 0 if allow_zero else alpha > 0):
+        return f"must be {'>=' if allow_zero else '>'} 0 (got {alpha:g})"
     if alpha > 1 and not allow_extrapolation:
-        raise ConfigError(f"--alpha {alpha} > 1 extrapolates the task vector; pass --allow-extrapolation to allow it")
+        return f"must be <= 1 (got {alpha:g})" + ("; pass --allow-extrapolation to extrapolate the task vector" if hint else "")
+    return None
+
+
+def check_alpha(alpha: float, allow_extrapolation: bool = False, allow_zero: bool = False) -> float:
+    """Validate α (:func:`alpha_problem`); a ConfigError naming ``--alpha`` when it is out of range."""
+    problem = alpha_problem(alpha, allow_extrapolation, allow_zero)
+    if problem:
+        raise ConfigError(f"--alpha: {problem}")
     return float(alpha)
+
+
+def _alpha(alpha: float) -> float:
+    problem = alpha_problem(alpha, hint=False)
+    if problem:
+        raise ValueError(problem)
+    return alpha
+
+
+Alpha = Annotated[float, AfterValidator(_alpha)]  # an averaging weight where α > 1 is not offered
 
 
 class Seeded(BaseModel):
@@ -193,11 +210,9 @@ class RunOptions(BaseModel):
 
     @model_validator(mode="after")
     def _alpha_range(self):
-        if isinstance(self.alpha, float):
-            try:
-                check_alpha(self.alpha, self.allow_extrapolation)
-            except ConfigError as e:
-                raise ValueError(str(e)) from e
+        problem = alpha_problem(self.alpha, self.allow_extrapolation) if isinstance(self.alpha, float) else None
+        if problem:
+            raise ValueError(f"--alpha: {problem}")
         return self
 
 
@@ -215,16 +230,6 @@ class UnlearnConfig(GenerateConfig, BackendConfig, TrainConfig, RunOptions):
         return method_class(self.method).default_alpha if self.alpha is None else self.alpha
 
 
-def _alpha_in_range(alpha: float | None) -> float | None:
-    """``check_alpha`` without extrapolation, as a pydantic validator (one rule for every --alpha)."""
-    if alpha is None:
-        return None
-    try:
-        return check_alpha(alpha)
-    except ConfigError as e:
-        raise ValueError(str(e)) from e
-
-
 class CompareConfig(Seeded):
     """Options of ``ulmr compare`` (its bounds are the stage configs' types)."""
 
@@ -236,7 +241,7 @@ class CompareConfig(Seeded):
     steps: Optional[Count] = Field(None, description="optimizer steps of every method (default: ULMR's for --epochs)")
     epochs: Epochs = 3.0
     lr: Optional[LearningRate] = None
-    alpha: Optional[float] = Field(None, description="average every method with the base at this α")
+    alpha: Optional[Alpha] = Field(None, description="average every method with the base at this α")
     batch_size: BatchSize = 4
     max_new_tokens: NewTokens = 64
     out: Path = Path("runs/compare")
@@ -248,11 +253,6 @@ class CompareConfig(Seeded):
         if unknown:
             raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
         return v
-
-    @field_validator("alpha")
-    @classmethod
-    def _alpha(cls, v: float | None) -> float | None:
-        return _alpha_in_range(v)
 
 
 class SweepConfig(BaseModel):

@@ -59,12 +59,12 @@ def validation_message(e: ValidationError, name: Callable[[str], str] = flag) ->
     return f"{name(field)}: {msg}" if field else msg
 
 
-def validated(model: type[M], **values: Any) -> M:
+def validated(config: type[M], /, **values: Any) -> M:
     """``model`` from the options given; options left at None take the model's defaults (one source of
     defaults and bounds). A bad value raises a one-line ConfigError naming the flag."""
     from pydantic import ValidationError  # deferred: pydantic only where options are validated
 
     try:
-        return model(**{k: v for k, v in values.items() if v is not None})
+        return config(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as e:
         raise ConfigError(validation_message(e)) from e
