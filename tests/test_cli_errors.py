@@ -48,11 +48,11 @@ def test_alpha_out_of_range(qa_file, tmp_path, alpha):
     _assert_one_line_error(res, "alpha")
 
 
-@pytest.mark.parametrize("args,needle", [(["--answer-weight", "-0.1"], "--answer-weight: Input should be greater than or equal to 0"),
+@pytest.mark.parametrize("args,needle", [(["--answer-weight", "-0.1"], "--answer-weight: must be >= 0 (got -0.1)"),
                                           (["--method", "npo", "--answer-weight", "0.1"], "--answer-weight applies to ulmr only"),
                                           (["--method", "graddiff", "--beta", "0.5"], "--beta applies to ulmr, dpo, npo only"),
-                                          (["--beta", "0"], "--beta: Input should be greater than 0"),
-                                          (["--answer-source", "gold"], "--answer-source: Input should be 'model' or 'data'")])
+                                          (["--beta", "0"], "--beta: must be > 0 (got 0)"),
+                                          (["--answer-source", "gold"], "--answer-source: must be 'model' or 'data' (got 'gold')")])
 def test_bad_answer_weight_or_beta(qa_file, tmp_path, args, needle):
     res = run_cli("unlearn", "--forget", str(qa_file), "--out", str(tmp_path / "o"), *args)
     _assert_one_line_error(res, needle)
@@ -97,7 +97,7 @@ def test_validation_message_names_the_option_as_a_flag():
 
     with pytest.raises(ValidationError) as field_error:
         Options(max_new_tokens=0)
-    assert validation_message(field_error.value) == "--max-new-tokens: Input should be greater than or equal to 1"
+    assert validation_message(field_error.value) == "--max-new-tokens: must be >= 1 (got 0)"
     with pytest.raises(ValidationError) as model_error:
         Options(max_new_tokens=7)
     assert validation_message(model_error.value) == "7 clashes with the other option"
