@@ -152,9 +152,10 @@ def test_recovery_ratio_and_verdicts():
 def test_config_errors_name_the_option():
     with pytest.raises(ConfigError, match="relearn-steps"):
         make_config(relearn_steps=0)
-    with pytest.raises(ConfigError, match="--attacks"):
+    # attacks and quant_bits are not `ulmr verify` flags: messages name the VerifyConfig field, not a flag
+    with pytest.raises(ConfigError, match=r"^VerifyConfig\.attacks: unknown 'nope'"):
         make_config(attacks=("nope",))
-    with pytest.raises(ConfigError, match="--quant-bits"):
+    with pytest.raises(ConfigError, match=r"^VerifyConfig\.quant_bits: 16 is outside 2\.\.8"):
         make_config(quant_bits=(16,))
 
 
