@@ -9,8 +9,9 @@ import os
 import sys
 
 import typer
+from pydantic import ValidationError
 
-from .errors import UlmrError
+from .errors import UlmrError, validation_message
 from .progress import console, silence_libraries, verbose
 
 COMMAND_MODULES = ["pipeline", "demo", "sweep", "verify", "bench", "evaluate", "compare"]
@@ -51,6 +52,12 @@ def main(argv: list[str] | None = None) -> None:
             raise
         console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
+    except ValidationError as e:
+        # One that no command turned into a ConfigError: still one line naming the option, exit 2.
+        if debug:
+            raise
+        console.print(f"[red]error:[/red] {validation_message(e)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     except SystemExit as e:
         # typer/click raise SystemExit; unwrap UlmrError raised inside standalone mode
         raise e

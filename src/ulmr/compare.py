@@ -14,7 +14,7 @@ from typing import Any
 
 from .atomic import write_json, write_text
 from .data.records import load_qa
-from .errors import ConfigError
+from .errors import ConfigError, validated
 from .eval.report import Table, fmt, markdown, print_table
 from .methods.registry import method_class
 from .progress import console
@@ -51,13 +51,14 @@ def compare(model: str, forget: str, methods: list[str], out: Path, retain: str 
         sets["probe"] = load_qa(probe)
     if retain:
         sets["retain"] = load_qa(retain)
+    # Every run's options are validated before the base model is loaded and measured.
+    configs = {method: validated(UnlearnConfig, model=model, forget=forget, out=out / method, method=method, retain=retain,
+                                 max_steps=steps, lr=lr, alpha=alpha, batch_size=batch_size, num_rewrites=num_rewrites,
+                                 seed=seed, overwrite=True) for method in methods}
     results: dict[str, Any] = {"base": {"eval": measure(model, sets, max_new_tokens)["sets"], "seconds": 0.0}}
-    for method in methods:
+    for method, cfg in configs.items():
         console.rule(f"[bold]{method}")
         t = time.time()
-        cfg = UnlearnConfig(model=model, forget=forget, out=out / method, method=method, retain=retain, max_steps=steps,
-                            lr=lr, alpha=alpha, batch_size=batch_size,
-                            num_rewrites=num_rewrites, seed=seed, overwrite=True)
         run = unlearn(cfg)
         seconds = time.time() - t
         results[method] = {"eval": measure(str(run.out), sets, max_new_tokens)["sets"], "seconds": seconds,
