@@ -197,3 +197,12 @@ def test_unreachable_hub_is_one_line_without_retries(monkeypatch):
     with pytest.raises(ModelError, match=r"unknown model 'nosuch-org/other'.*hub cannot be reached \(Name or service not known\)"):
         models.resolve_model("nosuch-org/other")
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("spec", ["bad name!", "org/repo--x"])
+def test_invalid_hub_id_is_one_line(spec):
+    from ulmr.errors import ModelError
+    from ulmr.models import resolve_model
+
+    with pytest.raises(ModelError, match=r"^unknown model .*nor a valid hub id"):
+        resolve_model(spec)

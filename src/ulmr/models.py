@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import model_info, snapshot_download, try_to_load_from_cache
-from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, HFValidationError, RepositoryNotFoundError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .atomic import atomic_dir
@@ -93,9 +93,12 @@ def hub_offline() -> bool:
 def check_hub_model(spec: str) -> None:
     """A hub id must be in the local hub cache or on the hub: one quick look-up without retries (none when
     offline), so an unknown or unreachable model fails in one line instead of the loaders' retries."""
-    if isinstance(try_to_load_from_cache(spec, "config.json"), str):
-        return
     where = f"not a local directory or .gguf file, not '{EMBEDDED_ALIAS}', and not in the hub cache"
+    try:
+        if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+            return
+    except HFValidationError as e:
+        raise ModelError(f"unknown model '{spec}': {where}, nor a valid hub id ({str(e).splitlines()[0]})") from None
     if hub_offline():
         raise ModelError(f"unknown model '{spec}': {where} (HF_HUB_OFFLINE is set)")
     try:
