@@ -73,8 +73,8 @@ def no_model_load(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("a model was loaded before the options were validated")
 
-    for name in LOADER_MODULES:
-        mod = importlib.import_module(name)
+    modules = [importlib.import_module(name) for name in LOADER_MODULES]  # all imported before any is patched
+    for mod in modules:
         for loader in LOADERS:
             if hasattr(mod, loader):
                 monkeypatch.setattr(mod, loader, refuse)
