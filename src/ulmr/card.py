@@ -73,7 +73,7 @@ def _settings_lines(record: dict[str, Any]) -> list[str]:
              f"method `{settings.get('method')}`, from `{hub_base_model(str(settings.get('model', '')))}`.", "",
              "| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in shown.items()]]
     if training:
-        lines.append(f"| optimizer steps | {training.get('steps')} |")
+        lines += [f"| learning rate used | {training.get('lr')} |", f"| optimizer steps | {training.get('steps')} |"]
     return lines + [""]
 
 
