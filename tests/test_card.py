@@ -158,3 +158,23 @@ def test_verify_without_records_names_where_the_forget_path_went(tmp_path):
     (model / "ulmr_run.json").write_text(json.dumps({"settings": {"forget": None, "model": "m"}}), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"u\.records/ulmr_run\.json"):
         _defaults(str(model), None, None)
+
+
+def test_verify_summary_lands_on_the_card(cli, tiny_model_dir, qa_file, tmp_path, monkeypatch, one_thread):
+    """``--verify``: the summary goes on the card (numbers only), the report (which names items) to OUT.records."""
+    import ulmr.pipeline
+
+    calls = []
+    summary = {"passed": False, "checks": {"direct": False}, "relearning": {"train_items": ["Where was Mara Velquist born?"]},
+               "rows": [{"check": "direct", "condition": "as asked", "n": 3, "base_rouge": 0.5, "unlearned_rouge": 0.4,
+                         "recovery": 0.8, "passed": False}]}
+    monkeypatch.setattr(ulmr.pipeline, "run_verify_after_unlearn", lambda out, cfg: calls.append(out) or summary)
+    out = tmp_path / "u"
+    code, err = cli("unlearn", "--model", str(tiny_model_dir), "--forget", str(qa_file), "--out", str(out), "--method", "ga",
+                    "--anchor", "none", "--max-steps", "1", "--batch-size", "2", "--max-length", "64", "--checkpoint-steps", "0",
+                    "--verify")
+    assert code == 0, err
+    assert calls == [out]
+    text = _card(out).text
+    assert "Overall: **FAIL**" in text and "| direct | as asked | 3 | 0.5 | 0.4 | 0.8 | False |" in text
+    assert not _leaks(out, _forget_texts(qa_file))
