@@ -65,12 +65,12 @@ def card_data(base_spec: str, base_dir: str | Path | None = None) -> ModelCardDa
                          **({"license": lic} if lic else {}))
 
 
-def _settings_lines(record: dict[str, Any]) -> list[str]:
+def _settings_lines(record: dict[str, Any], base_model: str) -> list[str]:
     settings, training = record.get("settings") or {}, record.get("training") or {}
     shown = {k: settings[k] for k in CARD_SETTINGS if settings.get(k) is not None}
     shown["alpha"] = record.get("alpha")
     lines = ["## How it was made", "", f"Made with ulmr {record.get('versions', {}).get('ulmr', __version__)}, "
-             f"method `{settings.get('method')}`, from `{hub_base_model(str(settings.get('model', '')))}`.", "",
+             f"method `{settings.get('method')}`, from `{base_model}`.", "",
              "| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in shown.items()]]
     if training:
         lines += [f"| learning rate used | {training.get('lr')} |", f"| optimizer steps | {training.get('steps')} |"]
@@ -129,11 +129,11 @@ def unlearn_card(name: str, record: dict[str, Any], examples: Sequence[str] | No
     """The card of an ``ulmr unlearn`` / ``ulmr train`` output from its run record; ``examples``: forget
     questions to show (only with ``--card-include-examples``); ``verify``: the ``ulmr verify`` summary."""
     model = (record.get("inputs") or {}).get("model") or {}
-    data = card_data(str(model.get("spec") or ""), model.get("dir"))
+    data = card_data(str(model.get("start") or model.get("spec") or ""), model.get("dir"))  # start: where the weights came from
     kind = "averaged with the base model" if record.get("alpha") is not None else "fine-tuned (not averaged)"
     body = [f"# {name}", "", f"An unlearned model ({kind}) made by ulmr from `{data.base_model}`: it was trained to forget a set "
             "of question-answer items while keeping the rest of its knowledge.", "",
-            *_settings_lines(record), *_forget_lines(record, examples), *_figures_lines(record), *_verify_lines(verify),
+            *_settings_lines(record, str(data.base_model)), *_forget_lines(record, examples), *_figures_lines(record), *_verify_lines(verify),
             "## Run records", "", f"The generated training rows, held-out probes, full run record and verify reports stay beside "
             f"this directory, in `{name}{RECORDS_SUFFIX}/`, on the machine that made it; they are not part of the model. "
             "`ulmr_run.json` here keeps only hashes and counts of the forget set.", ""]

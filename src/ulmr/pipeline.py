@@ -247,7 +247,7 @@ def _save(cfg: UnlearnConfig, model, tokenizer, gen: RestructureResult | None, w
         record["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
         write_json(tmp / RUN_RECORD, public_record(record, rec_dir.name))
         save_card(_card(cfg, record, records), tmp)
-        # Records of an earlier, interrupted save of this output are replaced (the output itself does not exist).
+        # Replaces the records of the output being replaced (--overwrite) or of an interrupted save of this output.
         with atomic_dir(rec_dir, overwrite=True) as rtmp:
             if gen and gen.rows:
                 write_jsonl(rtmp / "d_fr.jsonl", gen.rows)
