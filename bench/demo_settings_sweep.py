@@ -4,7 +4,7 @@ set with the given lr / λ / LoRA, then measure the demo's numbers at several α
 usage: python bench/demo_settings_sweep.py NAME LR EPOCHS ALPHAS [--retain-weight 2] [--answer-weight G] [--answer-source model|data] [--beta B] [--seed S]
            [--method M] [--mode refusal|counterfactual] [--lora] [--dfr D_FR.jsonl] [--general]
        e.g. python bench/demo_settings_sweep.py lr1e-4 1e-4 3 0.4,0.5,0.6 --retain-weight 2
-Reuse the D_fr of a first run (OUT/NAME/d_fr.jsonl) with --dfr so configurations differ in training only.
+Reuse the D_fr of a first run (OUT/NAME.records/d_fr.jsonl) with --dfr so configurations differ in training only.
 --general also measures the example set's unrelated general questions (issue 2's second goal).
 """
 

@@ -30,7 +30,9 @@ def test_output_is_a_loadable_hf_model(run, embedded):
 
     result, _ = run
     names = {p.name for p in result.out.iterdir()}
-    assert {"model.safetensors", "config.json", "tokenizer.json", "ulmr_run.json", "d_fr.jsonl", "probe.jsonl"} <= names
+    assert {"model.safetensors", "config.json", "tokenizer.json", "ulmr_run.json", "README.md"} <= names
+    assert not {"d_fr.jsonl", "probe.jsonl"} & names  # the run's records sit beside the model, in OUT.records
+    assert {"d_fr.jsonl", "probe.jsonl", "ulmr_run.json"} <= {p.name for p in result.out.with_name("out.records").iterdir()}
     assert not any(n.endswith(".bin") for n in names)
     model = AutoModelForCausalLM.from_pretrained(result.out)
     base = AutoModelForCausalLM.from_pretrained(cached_model_dir(embedded))
@@ -46,7 +48,7 @@ def test_d_fr_rows_and_no_key_span_leak(run):
     from ulmr.generate.filters import key_span, leaked_terms
 
     result, rows = run
-    dfr = [json.loads(l) for l in (result.out / "d_fr.jsonl").read_text().splitlines()]
+    dfr = [json.loads(l) for l in (result.out.with_name("out.records") / "d_fr.jsonl").read_text().splitlines()]
     assert len(dfr) == len(rows) * 3
     for r in dfr:
         src = rows[r["source_index"]]

@@ -60,11 +60,12 @@ def test_kill_mid_generation_then_rerun_generates_only_the_rest(tiny_model_dir, 
     # Every slot was generated exactly once over the two processes: nothing cached was redone.
     assert counts["attempts"] == 4 * items
     assert counts["generated_this_run"] == 4 * items - generated_before
-    dfr = read_jsonl(out / "d_fr.jsonl")
-    assert len(dfr) == (out / "d_fr.jsonl").read_text().count("\n") == 2 * items
+    records = out.with_name(out.name + ".records")  # the run's records sit beside the model directory
+    dfr = read_jsonl(records / "d_fr.jsonl")
+    assert len(dfr) == (records / "d_fr.jsonl").read_text().count("\n") == 2 * items
     assert sorted((r["source_index"], r["rewrite_id"]) for r in dfr) == [(i, j) for i in range(items) for j in range(2)]
     assert all(r["question"].strip() and r["answer"].strip() for r in dfr)
-    assert len(read_jsonl(out / "probe.jsonl")) == items
+    assert len(read_jsonl(records / "probe.jsonl")) == items and not (out / "d_fr.jsonl").exists()
     assert not _work(out).exists()
 
 

@@ -162,7 +162,7 @@ def test_config_errors_name_the_option():
 # ----------------------------------------------------------------------------- end to end
 @pytest.fixture
 def unlearned_dir(tiny_model_dir, tmp_path) -> Path:
-    """A perturbed copy of the tiny model saved as 'U', with a run's probe.jsonl beside it."""
+    """A perturbed copy of the tiny model saved as 'U', with a run's probe.jsonl in its records beside it (U.records)."""
     from ulmr.models import load
 
     model, tok = load(str(tiny_model_dir))
@@ -174,7 +174,9 @@ def unlearned_dir(tiny_model_dir, tmp_path) -> Path:
     tok.save_pretrained(out)
     probes = [{"question": f"Could you tell me: {r.question}", "answer": r.answer, "source_index": i, "variant": "probe"}
               for i, r in enumerate(FORGET)]
-    (out / "probe.jsonl").write_text("".join(json.dumps(p) + "\n" for p in probes), encoding="utf-8")
+    records = out.with_name("U.records")
+    records.mkdir()
+    (records / "probe.jsonl").write_text("".join(json.dumps(p) + "\n" for p in probes), encoding="utf-8")
     return out
 
 
@@ -194,7 +196,7 @@ def test_verify_end_to_end_on_the_tiny_model(unlearned_dir, tiny_model_dir, tmp_
     assert set(data["checks"]) == {"direct", "paraphrase", "adversarial", "relearning", "quantisation", "over_refusal"}
     rel = next(r for r in data["rows"] if r["check"] == "relearning")
     assert rel["extra"]["steps_run"] == {"base": 1, "unlearned": 1} and rel["n"] == 2
-    assert data["sources"]["paraphrase"].endswith("probe.jsonl")
+    assert data["sources"]["paraphrase"] == str(unlearned_dir.with_name("U.records") / "probe.jsonl")
     assert data["over_refusal"]["n"] == len(RETAIN)
     md = (out / "verify.md").read_text()
     assert "| over-refusal |" in md and "prefix_injection" in md and "1 optimizer steps" in md
@@ -219,7 +221,8 @@ def test_generated_paraphrases_are_cached(tiny, tiny_model_dir, tmp_path, monkey
 
 def test_hook_verifies_the_saved_run_with_its_settings(unlearned_dir, tiny_model_dir, tmp_path):
     """``unlearn --verify``'s hook on a real run directory: the run's base, its forget and retain files read
-    with its field names, its probe.jsonl; the report lands in OUT/verify and the model files stay as they were."""
+    with its field names, its probe.jsonl (in OUT.records); the report lands in OUT.records/verify (it names forget items) and the
+    model files stay as they were."""
     from ulmr.config import UnlearnConfig
     from ulmr.verify import run_verify_after_unlearn
 
@@ -232,7 +235,8 @@ def test_hook_verifies_the_saved_run_with_its_settings(unlearned_dir, tiny_model
     model_files = dir_hash(unlearned_dir)
     summary = run_verify_after_unlearn(unlearned_dir, cfg, show=False, max_new_tokens=2, batch_size=8, relearn_steps=1,
                                        relearn_lr=1e-3, group_size=16, quant_bits=(4,), attacks=("role_play",))
-    report = unlearned_dir / "verify"
+    report = unlearned_dir.with_name("U.records") / "verify"
+    assert not (unlearned_dir / "verify").exists()
     data = json.loads((report / "verify.json").read_text())
     assert data["passed"] == summary["passed"] and data["checks"] == summary["checks"]
     assert (data["model"], data["base"]) == (str(unlearned_dir), str(tiny_model_dir))
@@ -242,9 +246,6 @@ def test_hook_verifies_the_saved_run_with_its_settings(unlearned_dir, tiny_model
     assert data["over_refusal"]["n"] == len(RETAIN)
     assert data["sources"]["paraphrase"].endswith("probe.jsonl")
     assert [r["check"] for r in data["rows"]] == ["direct", "paraphrase", "adversarial", "relearning", "quantisation"]
-    for f in report.iterdir():
-        f.unlink()
-    report.rmdir()
     assert dir_hash(unlearned_dir) == model_files
 
 

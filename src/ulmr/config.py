@@ -193,7 +193,8 @@ class RunOptions(BaseModel):
     fresh: bool = False
     trust_remote_code: bool = False
     allow_pickle: bool = False
-    verify: bool = Field(False, description="run `ulmr verify` on the result (report in OUT/verify)")
+    verify: bool = Field(False, description="run `ulmr verify` on the result (report in OUT.records/verify)")
+    card_include_examples: bool = Field(False, description="show a few forget questions on the model card (README.md); by default the card has only the forget set's hash and size")
     probe: Optional[str] = Field(None, description="held-out QA file for --alpha auto (default: the generated probe file)")
 
     @field_validator("alpha", mode="before")

@@ -22,6 +22,7 @@ from safetensors import safe_open
 from transformers import PreTrainedModel
 
 from .atomic import atomic_dir, write_json
+from .card import merge_card, save_card
 from .config import check_alpha
 from .errors import ConfigError, ModelError
 from .models import base_weights_dir, load, load_tokenizer
@@ -166,4 +167,5 @@ def merge_models(base: str, finetuned: str, alpha: float, out, allow_extrapolati
         merged.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         write_json(tmp / "ulmr_merge.json", {"base": base, "finetuned": str(finetuned), "alpha": alpha, "variant": "linear"})
+        save_card(merge_card(out.name, base, alpha, base_weights_dir(base)), tmp)
     return out

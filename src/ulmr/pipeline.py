@@ -5,7 +5,9 @@ Each stage is a function taking its own stage's options (:mod:`ulmr.config`): :f
 :func:`finish_weights` (α). :func:`unlearn` chains them; the CLI's stage commands (``generate``, ``train``,
 ``merge``) and the benchmarks (:mod:`ulmr.benchmarks.common`) call the same functions. Work in progress (generation cache, training checkpoints) lives in a work
 directory beside the output, ``.<out>.work``, so rerunning an interrupted command resumes; the output
-directory appears in one rename when everything is done.
+directory appears in one rename when everything is done. The output is a plain model directory to load or
+share (weights, tokenizer, a model card, ``ulmr_run.json`` with only hashes and counts of the forget set);
+the run's records (D_fr, probes, the full run record, ``--verify`` reports) go to the sibling ``<out>.records``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 from .version import __version__
 from .anchor import anchor_set
 from .atomic import atomic_dir, write_json, write_jsonl
+from .card import save_card, unlearn_card
 from .config import BackendConfig, GenerateConfig, TrainConfig, UnlearnConfig
 from .data.records import QARecord, load_qa
 from .errors import ConfigError
@@ -34,12 +37,16 @@ from .generate.restructure import RestructureResult, restructure
 from .merge import average_model, check_alpha
 from .methods.base import Method
 from .methods.registry import method_class
+from .paths import records_dir_for
 from .models import base_weights_dir, cached_model_dir, load, resolve_model, save_model
 from .train import TrainResult, planned_epochs, train_unlearn
-from .verify.hook import run_verify_after_unlearn
+from .verify.hook import RUN_RECORD, run_verify_after_unlearn
+from .verify.paraphrase import PROBE_FILE
 from .sweep import AUTO_ALPHAS, select_alpha, sweep
 
 log = logging.getLogger(__name__)
+
+CARD_EXAMPLES = 3  # forget questions on the card with --card-include-examples
 
 
 @dataclass
@@ -203,21 +210,49 @@ def _run_record(cfg: UnlearnConfig, tcfg: TrainConfig, alpha: float | None, reco
     }
 
 
+def public_record(record: dict[str, Any], records_name: str) -> dict[str, Any]:
+    """The run record kept in the model directory: the full one less every path or content of the forget set
+    (its file's SHA-256 and item count stay) and of the held-out probe file; the full one is in ``records_name``."""
+    pub = copy.deepcopy(record)
+    pub["records"] = records_name
+    for key in ("forget", "probe"):
+        if pub.get("settings", {}).get(key) is not None:
+            pub["settings"][key] = None
+    forget = pub.get("inputs", {}).get("forget") or {}
+    pub.setdefault("inputs", {})["forget"] = {"sha256": forget.get("sha256"), "items": forget.get("items")}
+    if pub.get("alpha_auto") and record["settings"].get("probe"):
+        pub["alpha_auto"]["probe"] = f"held-out QA file (path in {records_name}/{RUN_RECORD})"
+    return pub
+
+
+def _card(cfg: UnlearnConfig, record: dict[str, Any], records: list[QARecord], verify: dict | None = None):
+    """The model card of this run (forget questions only with ``--card-include-examples``)."""
+    examples = [r.question for r in records[:CARD_EXAMPLES]] if cfg.card_include_examples else None
+    return unlearn_card(cfg.out.name, record, examples, verify)
+
+
 def _save(cfg: UnlearnConfig, model, tokenizer, gen: RestructureResult | None, work: Path, record: dict[str, Any],
-          timings: dict[str, float], t0: float) -> None:
-    """Write the output directory in one rename (model, D_fr and probes, p_f when kept, ulmr_run.json)."""
+          timings: dict[str, float], t0: float, records: list[QARecord]) -> None:
+    """Write the run records (``OUT.records``: D_fr, probes, the full ulmr_run.json), then the model directory
+    (model, card, the public ulmr_run.json, p_f when kept), each in one rename. A kill between the two
+    renames leaves the work directory, so a rerun resumes and replaces the records."""
     t = time.time()
+    rec_dir = records_dir_for(cfg.out)
     with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
         save_model(model, tokenizer, tmp)
-        if gen and gen.rows:
-            write_jsonl(tmp / "d_fr.jsonl", gen.rows)
-            write_jsonl(tmp / "probe.jsonl", gen.probes)
         if cfg.keep_finetuned:
             shutil.move(str(work / "finetuned"), str(tmp / "finetuned"))
         timings["saving"] = time.time() - t
         timings["total"] = time.time() - t0
         record["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
-        write_json(tmp / "ulmr_run.json", record)
+        write_json(tmp / RUN_RECORD, public_record(record, rec_dir.name))
+        save_card(_card(cfg, record, records), tmp)
+        # Replaces the records of the output being replaced (--overwrite) or of an interrupted save of this output.
+        with atomic_dir(rec_dir, overwrite=True) as rtmp:
+            if gen and gen.rows:
+                write_jsonl(rtmp / "d_fr.jsonl", gen.rows)
+                write_jsonl(rtmp / PROBE_FILE, gen.probes)
+            write_json(rtmp / RUN_RECORD, record)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -270,8 +305,8 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
                          auto_record, trained)
     if not trained.is_main_process:
         return RunResult(cfg.out, record)  # under accelerate launch only the main process writes
-    _save(cfg, model, tokenizer, gen, work, record, timings, t0)
+    _save(cfg, model, tokenizer, gen, work, record, timings, t0, records)
     if cfg.verify:
-
         record["verify"] = run_verify_after_unlearn(cfg.out, cfg)
+        save_card(_card(cfg, record, records, record["verify"]), cfg.out)
     return RunResult(cfg.out, record)

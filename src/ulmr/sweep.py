@@ -32,6 +32,7 @@ from .merge import Interpolator
 from .progress import console
 from .plots import pyplot, save_figure
 from .models import cached_model_dir
+from .paths import find_run_file
 from .eval.utility import evaluate_utility_easy
 from .eval.report import markdown, print_table
 from .eval.report import Table, fmt
@@ -156,19 +157,21 @@ def report(points: Sequence[SweepPoint], out: Path, chosen: float | None, rule: 
 
 
 def resolve_probe(finetuned_dir: Path, probe: str | None, forget: str | None) -> tuple[list[QARecord], str]:
-    """Held-out probe items: ``--probe``, else the run's probe.jsonl, else TOFU-style paraphrased questions."""
+    """Held-out probe items: ``--probe``, else the run's probe.jsonl (in ``OUT.records``, or ``OUT`` for older runs),
+    else TOFU-style paraphrased questions."""
 
     if probe:
         return load_qa(probe), str(probe)
-    for cand in (finetuned_dir / "probe.jsonl", finetuned_dir.parent / "probe.jsonl"):
-        if cand.exists():
+    for run_dir in (finetuned_dir, finetuned_dir.parent):  # a run's OUT, or OUT/finetuned of --keep-finetuned
+        cand = find_run_file(run_dir, "probe.jsonl")
+        if cand is not None:
             return load_qa(cand), str(cand)
     if forget:
         recs = load_qa(forget)
         para = [QARecord(r.extra["paraphrased_question"], r.answer) for r in recs if isinstance(r.extra.get("paraphrased_question"), str)]
         if para:
             return para, f"{forget} (paraphrased_question)"
-    raise ConfigError("no held-out probe found: pass --probe QA_FILE (or a run dir with probe.jsonl, or --forget with paraphrased_question)")
+    raise ConfigError("no held-out probe found: pass --probe QA_FILE (or a run dir whose OUT.records has probe.jsonl, or --forget with paraphrased_question)")
 
 
 def retain_probe(base_model, tokenizer, base_spec: str, retain: str | None, limit: int | None = None) -> tuple[list[QARecord], str]:

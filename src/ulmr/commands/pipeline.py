@@ -60,8 +60,9 @@ FRESH = typer.Option(False, help="Ignore cached generations and checkpoints of a
 TRC = typer.Option(False, help="Allow custom model code from the hub (off by default).")
 PICKLE = typer.Option(False, help="Allow loading pickle (.bin) checkpoints; safetensors only by default.")
 BASE = typer.Option(None, help="For methods that start from the base model (retrain): the base model, when --model is a fine-tuned target.")
-OUT = typer.Option(..., "--out", "-o", help="Output directory.")
-VERIFY = typer.Option(False, "--verify", help="After saving, check whether the forgotten knowledge comes back (ulmr verify; report in OUT/verify).")
+OUT = typer.Option(..., "--out", "-o", help="Output model directory (weights, tokenizer, model card; nothing of the forget set). Run records (D_fr, probes, full run record) go to OUT.records beside it.")
+VERIFY = typer.Option(False, "--verify", help="After saving, check whether the forgotten knowledge comes back (ulmr verify; report in OUT.records/verify, summary on the model card).")
+CARD_EXAMPLES = typer.Option(False, "--card-include-examples", help="Show a few forget-set questions on the model card (OUT/README.md); by default it has only the forget set's hash and size.")
 PROBE = typer.Option(None, help="Held-out QA file (paraphrased forget questions) for --alpha auto and --verify (default: the generated probe rewrites).")
 VERBOSE = typer.Option(False, "--verbose", help="Show the Trainer's own log lines and progress bar, and transformers' info logs.")
 CKPT_STEPS = typer.Option(None, help="Save a training checkpoint every N steps (default: one per epoch; 0: none); a rerun resumes from the last.")
@@ -81,6 +82,7 @@ def unlearn_cmd(
     max_steps: int = MAX_STEPS, max_length: int = MAXLEN, group_by_length: bool = GROUP, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
     checkpoint_steps: Optional[int] = CKPT_STEPS, keep_finetuned: bool = KEEP, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
     trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE, verify: bool = VERIFY, probe: Optional[str] = PROBE,
+    card_include_examples: bool = CARD_EXAMPLES,
     config: Optional[Path] = CONFIG_OPTION, verbose: bool = VERBOSE,
 ) -> None:
     """Unlearn a forget set: generate D_fr, fine-tune, average with the base, save (ULMR by default)."""
@@ -140,7 +142,7 @@ def train_cmd(
     epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, retain_weight: Optional[float] = RETAIN_W, answer_weight: Optional[float] = ANSWER_W, answer_source: str = ANSWER_SRC, beta: Optional[float] = BETA, batch_size: int = BS, grad_accum: int = ACCUM,
     max_steps: int = MAX_STEPS, max_length: int = MAXLEN, group_by_length: bool = GROUP, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
     checkpoint_steps: Optional[int] = CKPT_STEPS, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
-    trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE,
+    trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE, card_include_examples: bool = CARD_EXAMPLES,
     config: Optional[Path] = CONFIG_OPTION, verbose: bool = VERBOSE,
 ) -> None:
     """Fine-tune with any method on the given data and save p_f (no generation, no averaging)."""

@@ -14,7 +14,7 @@ def sweep_cmd(
     base: str = typer.Option(..., "--base", help="The original model p_theta (id, dir, .gguf or smollm2-135m)."),
     finetuned: Path = typer.Option(..., "--finetuned", help="p_f: a run's finetuned/ dir (kept with --keep-finetuned) or a LoRA adapter dir."),
     alphas: str = typer.Option(",".join(f"{a:g}" for a in [round(0.1 * i, 1) for i in range(11)]), help="Comma-separated α values in [0, 1]."),
-    probe: Optional[str] = typer.Option(None, help="Held-out QA file of paraphrased forget questions (default: the run's probe.jsonl)."),
+    probe: Optional[str] = typer.Option(None, help="Held-out QA file of paraphrased forget questions (default: the run's probe.jsonl, in OUT.records)."),
     forget: Optional[str] = typer.Option(None, help="Forget set; its paraphrased_question column serves as probe when present (TOFU)."),
     retain: Optional[str] = typer.Option(None, help="Retain QA file (default: built-in anchor questions with the base model's answers)."),
     retain_limit: Optional[int] = typer.Option(32, help="Use at most this many retain items per α."),

@@ -21,16 +21,17 @@ def _defaults(model: str, base: Optional[str], forget: Optional[str]) -> tuple[s
     if not base:
         raise ConfigError(f"--base is required ({model} has no ulmr_run.json naming the base model)")
     if not forget:
-        raise ConfigError(f"--forget is required ({model} has no ulmr_run.json naming the forget set)")
+        raise ConfigError(f"--forget is required (no run record naming the forget set: the model directory keeps only its hash; "
+                          f"the full record is {model}.records/ulmr_run.json)")
     return base, forget, settings
 
 
 def verify_cmd(
     model: str = typer.Option(..., "--model", "-m", help="The unlearned model U (directory or spec); never modified."),
-    base: Optional[str] = typer.Option(None, "--base", help="The model before unlearning (default: the 'model' in U/ulmr_run.json)."),
-    forget: Optional[str] = typer.Option(None, "--forget", "-f", help="Forget set QA file (default: the 'forget' in U/ulmr_run.json)."),
+    base: Optional[str] = typer.Option(None, "--base", help="The model before unlearning (default: the 'model' in the run record, U.records/ulmr_run.json)."),
+    forget: Optional[str] = typer.Option(None, "--forget", "-f", help="Forget set QA file (default: the 'forget' in the run record, U.records/ulmr_run.json)."),
     retain: Optional[str] = typer.Option(None, "--retain", "-r", help="Retain QA file for over-refusal (default: the built-in anchor questions)."),
-    probe: Optional[str] = typer.Option(None, "--probe", help="Held-out paraphrases QA file (default: U/probe.jsonl, else rewrites by the base, cached)."),
+    probe: Optional[str] = typer.Option(None, "--probe", help="Held-out paraphrases QA file (default: U.records/probe.jsonl, else rewrites by the base, cached)."),
     reference_model: Optional[str] = typer.Option(None, "--reference-model", help="A model that never knew the facts: the floor of the relearning check."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report directory (default: runs/verify/<name of U>)."),
     question_field: str = typer.Option("question", help="Name of the question column."),
