@@ -8,6 +8,7 @@ over every metric and per-item value; writes the same as JSON.
 
     python bench/eval_speed.py --benchmark tofu [--threads 2] [--out docs/results/perf_eval_speed_tofu.json]
     python bench/eval_speed.py --benchmark rwku --limit 30
+    python bench/eval_speed.py --benchmark tofu --scoring-only   # the part that changed: 960 scored answers
 """
 
 from __future__ import annotations
@@ -84,6 +85,13 @@ def instrument(share: bool, clock: dict[str, float]) -> None:
 
 
 def evaluate(benchmark: str, model, tok, args) -> dict[str, Any]:
+    if benchmark == "tofu" and args.scoring_only:
+        from ulmr.data.tofu import load_tofu
+        from ulmr.eval.qa import QAItem, run_items
+
+        sets = load_tofu(args.data or SHARED / "tofu", "forget01")
+        items = [QAItem(it.question, it.answer, it.paraphrased, it.perturbed) for n, k in TOFU_LIMITS.items() for it in sets[n][:k]]
+        return {"items": run_items(model, tok, items, batch_size=args.batch_size, generate_answers=False)}
     if benchmark == "tofu":
         from ulmr.eval.tofu import evaluate_tofu
 
@@ -104,6 +112,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=30, help="RWKU items per probe set")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--scoring-only", action="store_true", help="TOFU: score the 960 answers only (generation is unchanged)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -127,7 +136,7 @@ def main() -> None:
     print(f"  speed-up {old / new:.2f}x; largest difference over {n} values: {diff:.2e} ({where or '-'})")
     out = Path(args.out or ROOT / "docs" / "results" / f"perf_eval_speed_{args.benchmark}.json")
     write_json(out, {
-        "command": "python bench/eval_speed.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "out"),
+        "command": "python bench/eval_speed.py " + " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items() if v not in (None, False) and k != "out"),
         "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "runs": {k: {m: v for m, v in r.items() if m != "result"} for k, r in runs.items()},
         "speedup": old / new, "max_difference": diff, "max_difference_at": where, "values_compared": n,
