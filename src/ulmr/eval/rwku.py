@@ -59,6 +59,7 @@ QA_PROMPT = "Please briefly answer the following question.\nQuestion: {q}\n"
 AFFIRMATIVE_PROMPT = "Please briefly answer the following question.\nQuestion: {q}"
 INCONTEXT_PROMPT = "Please briefly answer the following question.\n{q}\n"
 ANSWER_SUFFIX = "Answer:"
+RENDERING = "rwku-reference-2026-12-02"  # part of cached bench stages' keys: results of older renderings are not reused
 PROBE_SETS = {  # result key -> (data part, group, level label)
     "forget_fb": ("forget_level1", "forget", "FB"),
     "forget_qa": ("forget_level2", "forget", "QA"),
