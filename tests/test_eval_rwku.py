@@ -111,3 +111,8 @@ def test_cli_rwku(tiny_model_dir, rwku_dir, tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert s["target"] == "2_Confucius" and "Gen" in s["utility"]
     assert "Forget FB / QA / AA / All" in (out / "table.md").read_text()
+    items = json.loads((out / "per_item.json").read_text(encoding="utf-8"))["items"]
+    smollm_system = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    mmlu = items["mmlu"][0]["prompt"]
+    assert "Please following the previous examples and answer the given question.\n" in mmlu and smollm_system in mmlu
+    assert items["forget_fb"][0]["prompt"].startswith("<|im_start|>system\n" + smollm_system)
