@@ -143,3 +143,6 @@ def test_plain_format_on_a_model_without_template(tiny, plain_tok):
     assert probes["forget_qa"][0]["prompt"].count("Answer:") == 1
     recs = mcq_predict(model, plain_tok, [MCQItem("2+2?", ["3", "4", "5", "6"], 1)])
     assert recs[0]["prompt"].endswith("D. 6\nAnswer:") and recs[0]["prompt"].count("Answer:") == 1
+    recs = mcq_predict(model, plain_tok, [MCQItem("2+2?", ["3", "4", "5", "6"], 1)], layout="rwku")
+    assert recs[0]["prompt"].endswith("given question.\nQuestion: 2+2?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer:")
+    assert recs[0]["prompt"].count("Answer:") == 1

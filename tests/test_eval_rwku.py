@@ -76,7 +76,12 @@ def test_rwku_end_to_end(rwku_result):
     assert r["mia"]["FM"] == pytest.approx(100 * sum(fm) / len(fm))
     assert set(r["utility"]) == {"Gen", "Tru", "Fac"}
     assert r["utility"]["Gen"] == pytest.approx(100 * sum(x["correct"] for x in r["items"]["mmlu"]) / 2)
-    assert r["items"]["mmlu"][0]["prompt"].count("Answer:") == 6  # 5 shots + the question
+    mmlu = r["items"]["mmlu"][0]["prompt"]
+    assert mmlu.count("Answer:") == 6  # 5 shots + the cue after the generation prompt (RWKU's layout)
+    assert "\nPlease following the previous examples and answer the given question.\nQuestion: " in mmlu
+    assert mmlu.endswith("<|im_end|>\n<|im_start|>assistant\nAnswer:")
+    smollm_system = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"  # the template's default
+    assert smollm_system in mmlu and smollm_system in rec["prompt"]
 
 
 def test_pool_items(tiny, rwku_dir, rwku_result):
@@ -106,3 +111,8 @@ def test_cli_rwku(tiny_model_dir, rwku_dir, tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert s["target"] == "2_Confucius" and "Gen" in s["utility"]
     assert "Forget FB / QA / AA / All" in (out / "table.md").read_text()
+    items = json.loads((out / "per_item.json").read_text(encoding="utf-8"))["items"]
+    smollm_system = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    mmlu = items["mmlu"][0]["prompt"]
+    assert "Please following the previous examples and answer the given question.\n" in mmlu and smollm_system in mmlu
+    assert items["forget_fb"][0]["prompt"].startswith("<|im_start|>system\n" + smollm_system)

@@ -253,6 +253,7 @@ def generate(
     max_new_tokens: int = 64,
     batch_size: int = 32,
     stop_at_newline: bool = False,
+    stop_ids: Sequence[int] | None = None,
     do_sample: bool = False,
     temperature: float = 1.0,
     top_p: float = 1.0,
@@ -261,7 +262,8 @@ def generate(
     context_lens: Sequence[int] | None = None,
 ) -> list[str]:
     """Generate continuations of token-id prompts, batched with left padding; returns stripped text
-    cut at end-of-turn (and at the first newline when ``stop_at_newline``).
+    cut at end-of-turn (and at the first newline when ``stop_at_newline``). ``stop_ids`` replaces the
+    end-of-turn ids (:func:`end_of_turn_ids`) as the tokens that end a reply (RWKU's reference terminators).
 
     ``context_lens[i]`` (optional) says how many leading tokens of prompt ``i`` are a context that other
     prompts may share (few-shot turns). A batch whose prompts have contexts of one length computes each
@@ -271,7 +273,7 @@ def generate(
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     out: list[str | None] = [None] * len(prompts)
-    stop_ids = end_of_turn_ids(tokenizer)
+    stop_ids = sorted(set(stop_ids)) if stop_ids else end_of_turn_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     prefilled: dict[tuple[tuple[int, ...], ...], Cache | None] = {}
     if seed is not None:

@@ -34,7 +34,7 @@ from ..refusal import refusal_rate
 from ..models import load
 from ..models import cached_model_dir
 from ..inference import generate
-from ..eval.rwku import evaluate_rwku
+from ..eval.rwku import RENDERING, evaluate_rwku
 from ..data.chat import ChatFormat
 
 log = logging.getLogger("ulmr.bench")
@@ -234,8 +234,9 @@ COLUMNS = [
 
 
 def stage_key(cfg: RwkuBenchConfig) -> str:
-    """Stage results are valid for this model, data, caps and unlearning settings only."""
-    return common.settings_key({k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("targets", "methods", "seeds", "out")})
+    """Stage results are valid for this model, data, caps, unlearning settings and probe rendering only."""
+    settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("targets", "methods", "seeds", "out")}
+    return common.settings_key(settings | {"rendering": RENDERING})
 
 
 def run_rwku_bench(cfg: RwkuBenchConfig, show: bool = True) -> dict[str, Any]:

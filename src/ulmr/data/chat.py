@@ -106,8 +106,10 @@ class ChatFormat:
 
         A user turn that frames itself (a line starting 'Question:', as RWKU's and MMLU's prompts do) is
         kept as written, and the 'Answer:' cue is added only where the turn (with ``suffix`` for the last
-        one) does not already end with one. The space after 'Question:' and 'Answer:' is part of the
-        text that follows (a reply begins with it, as the model generates it), never a token of its own."""
+        one) does not already end with one; a ``suffix`` cue after a turn that ends mid-line starts a new
+        line (RWKU's MMLU question ends with its last option). The space after 'Question:' and 'Answer:' is
+        part of the text that follows (a reply begins with it, as the model generates it), never a token of
+        its own."""
         pieces: list[tuple[str, int | None]] = []
         if self.tok.bos_token:
             pieces.append((self.tok.bos_token, None))
@@ -117,9 +119,12 @@ class ChatFormat:
             elif m["role"] == "user":
                 text = m["content"]
                 pieces += [(text, i)] if _FRAMED.search(text) else [("Question:", None), (" " + text, i)]
-                ending = text + (suffix if i == len(messages) - 1 else "")
+                last = i == len(messages) - 1
+                ending = text + (suffix if last else "")
                 if not ending.rstrip().lower().endswith("answer:"):
                     pieces.append(("Answer:" if ending.endswith("\n") else "\nAnswer:", None))
+                elif last and suffix and not text.endswith(("\n", " ")):
+                    pieces.append(("\n", None))  # the suffix's cue starts a line of its own
             else:
                 pieces += [(" " + m["content"], i), ((self.tok.eos_token or "") + "\n", None)]
         return pieces

@@ -1,15 +1,23 @@
-"""Multiple-choice accuracy by next-token scoring of the option letters (MMLU style, RWKU layout).
+"""Multiple-choice accuracy by next-token scoring of the option letters (MMLU style), in two layouts.
 
-Prompt (one user turn, rendered with :class:`~ulmr.data.chat.ChatFormat`)::
+``layout="project"`` (the built-in easy set's letter scoring): one user turn, rendered with
+:class:`~ulmr.data.chat.ChatFormat` and the project's fixed system text::
 
     The following are multiple choice questions (with answers) about {subject}.\\n\\n
     Question: {q}\\nA. {c0}\\nB. {c1}\\nC. {c2}\\nD. {c3}\\nAnswer: {X}\\n\\n      (k shots)
     Question: {q}\\nA. ...\\nD. {c3}\\nAnswer:                                   (the test item)
 
-The prediction is the argmax of the next-token logits after the assistant's generation prompt, restricted
-to the four letter tokens. The letters are scored *without* a leading space ("A".."D"): the letter is the
-first token of the assistant turn, and that is how :meth:`ChatFormat.encode` tokenises an answer "A"
-(for SmolLM2: ids 49..52, whereas " A" is 330). Accuracy = share of items whose argmax letter is the gold.
+The letters are scored *without* a leading space ("A".."D"): the letter is the first token of the assistant
+turn, and that is how :meth:`ChatFormat.encode` tokenises an answer "A" (for SmolLM2: ids 49..52).
+
+``layout="rwku"`` (RWKU's Gen column, as RWKU's ``eval_mmlu.py`` renders it): the same header and shots, then
+the line "Please following the previous examples and answer the given question.\\n" and the test question
+*without* "Answer:"; the chat template is applied with no system message (the template's own default system
+text appears, e.g. SmolLM2's), and "Answer:" follows the generation prompt. The letters are scored *with* the
+leading space (" A".." D": the last token of encoding " A", for SmolLM2 ids 330, 389, 340, 422).
+
+In both, the prediction is the argmax of the next-token logits at the prompt's end, restricted to the four
+letter tokens; accuracy = share of items whose argmax letter is the gold.
 
 A second scoring, :func:`mcq_cloze_predict` ("cloze", as in lm-evaluation-harness' cloze formulation and ARC
 "acc_norm"-style scoring), asks no letters: each option is scored as the assistant's answer to the bare
@@ -23,16 +31,19 @@ cloze; the easy utility set therefore reports both.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from ..data.chat import IGNORE, ChatFormat, Encoded, pad
+from ..data.chat import FIXED_SYSTEM, IGNORE, ChatFormat, Encoded, pad
 from ..inference import score
 from ..progress import progress_bar
 
 LETTERS = ("A", "B", "C", "D")
 HEADER = "The following are multiple choice questions (with answers) about {subject}.\n\n"
+RWKU_INSTRUCTION = "Please following the previous examples and answer the given question.\n"  # sic, as in RWKU
+RWKU_SUFFIX = "Answer:"  # after the generation prompt
+LAYOUTS = ("project", "rwku")
 
 
 @dataclass
@@ -51,10 +62,15 @@ def format_subject(subject: str) -> str:
     return subject.replace("_", " ").strip()
 
 
+def question_block(item: MCQItem) -> str:
+    """'Question: q\\nA. ...\\nD. ...' (no 'Answer:')."""
+    lines = [f"Question: {item.question}"] + [f"{LETTERS[i]}. {c}" for i, c in enumerate(item.choices)]
+    return "\n".join(lines)
+
+
 def format_question(item: MCQItem, with_answer: bool) -> str:
     """'Question: q\\nA. ...\\nD. ...\\nAnswer:' (+ ' X\\n\\n' for a shot)."""
-    lines = [f"Question: {item.question}"] + [f"{LETTERS[i]}. {c}" for i, c in enumerate(item.choices)]
-    text = "\n".join(lines) + "\nAnswer:"
+    text = question_block(item) + "\nAnswer:"
     return text + f" {LETTERS[item.answer]}\n\n" if with_answer else text
 
 
@@ -63,6 +79,19 @@ def format_prompt(item: MCQItem, k_shots: int | None = None) -> str:
     shots = list(item.shots or [])[: k_shots if k_shots is not None else None]
     head = HEADER.format(subject=format_subject(item.subject)) if item.subject else ""
     return head + "".join(format_question(s, True) for s in shots) + format_question(item, False)
+
+
+def format_rwku_prompt(item: MCQItem, k_shots: int | None = None) -> str:
+    """RWKU's user turn: header, ``k_shots`` solved examples, the instruction line, the question without
+    'Answer:' (that cue follows the generation prompt, :data:`RWKU_SUFFIX`)."""
+    shots = list(item.shots or [])[: k_shots if k_shots is not None else None]
+    head = HEADER.format(subject=format_subject(item.subject)) if item.subject else ""
+    return head + "".join(format_question(s, True) for s in shots) + RWKU_INSTRUCTION + question_block(item)
+
+
+def spaced_letter_ids(tokenizer) -> list[int]:
+    """Token ids of ' A'..' D' as RWKU scores them: the last token of encoding ' A' without special tokens."""
+    return [tokenizer.encode(" " + letter, add_special_tokens=False)[-1] for letter in LETTERS]
 
 
 def letter_token_ids(tokenizer) -> list[int]:
@@ -104,21 +133,33 @@ def last_token_logits(model, prompts: Sequence[Sequence[int]], token_ids: Sequen
     return out  # type: ignore[return-value]
 
 
+def mcq_layout(tokenizer, layout: str = "project",
+               k_shots: int | None = None) -> tuple[ChatFormat, Callable[[MCQItem], str], str, list[int]]:
+    """(ChatFormat, item -> user text, suffix after the generation prompt, letter token ids) of a layout."""
+    if layout == "rwku":
+        return (ChatFormat(tokenizer, system=None), lambda it: format_rwku_prompt(it, k_shots), RWKU_SUFFIX,
+                spaced_letter_ids(tokenizer))
+    if layout == "project":
+        return ChatFormat(tokenizer, FIXED_SYSTEM), lambda it: format_prompt(it, k_shots), "", letter_token_ids(tokenizer)
+    raise ValueError(f"multiple-choice layout must be one of {LAYOUTS}, got {layout!r}")
+
+
 def mcq_predict(model, tokenizer, items: Sequence[MCQItem], k_shots: int | None = None, batch_size: int = 8,
-                description: str | None = None) -> list[dict]:
-    """Per-item records: prompt text, letter logits, predicted and gold letter, correct flag."""
-    cf = ChatFormat(tokenizer)
-    texts = [format_prompt(it, k_shots) for it in items]
-    prompts = [cf.prompt_ids(t) for t in texts]
+                description: str | None = None, layout: str = "project") -> list[dict]:
+    """Per-item records: prompt text (as the model reads it), letter logits, predicted and gold letter, correct
+    flag. ``layout``: "project" or "rwku" (RWKU's eval_mmlu rendering and scoring, see the module docstring)."""
+    cf, user_text, suffix, letter_ids = mcq_layout(tokenizer, layout, k_shots)
+    texts = [user_text(it) for it in items]
+    prompts = [cf.prompt_ids(t, suffix=suffix) for t in texts]
     n = [len(it.choices) for it in items]
     if any(k < 2 or k > len(LETTERS) for k in n):
         raise ValueError("every multiple-choice item needs 2 to 4 choices")
-    logits = last_token_logits(model, prompts, letter_token_ids(tokenizer), tokenizer.pad_token_id, batch_size, description)
+    logits = last_token_logits(model, prompts, letter_ids, tokenizer.pad_token_id, batch_size, description)
     recs = []
     for it, text, lg, k in zip(items, texts, logits, n):
         pred = max(range(k), key=lambda j: lg[j])
         recs.append({
-            "prompt": cf.render_text([{"role": "user", "content": text}]),
+            "prompt": cf.render_text([{"role": "user", "content": text}], suffix=suffix), "layout": layout,
             "question": it.question, "choices": it.choices, "subject": it.subject,
             "gold": LETTERS[it.answer], "pred": LETTERS[pred], "letter_logits": lg[:k],
             "correct": pred == it.answer,
