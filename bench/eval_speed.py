@@ -44,9 +44,9 @@ def leaves(obj: Any, path: str = "") -> Iterator[tuple[str, float]]:
         yield path, float(obj)
 
 
-def max_difference(a: dict, b: dict) -> tuple[float, str, int]:
-    """Largest |a - b| over the numeric leaves both hold (inf when one is NaN and the other not), its path,
-    and how many leaves were compared."""
+def max_difference(a: dict, b: dict, relative: bool = False) -> tuple[float, str, int]:
+    """Largest |a - b| (or |a - b| / max(|a|, |b|) with ``relative``) over the numeric leaves both hold
+    (inf when one is NaN and the other not), its path, and how many leaves were compared."""
     da, db = dict(leaves(a)), dict(leaves(b))
     worst, where = 0.0, ""
     for k in da.keys() & db.keys():
@@ -54,9 +54,25 @@ def max_difference(a: dict, b: dict) -> tuple[float, str, int]:
         if math.isnan(x) and math.isnan(y) or x == y:
             continue
         d = abs(x - y) if not (math.isnan(x) or math.isnan(y) or math.isinf(x) or math.isinf(y)) else math.inf
+        if relative and math.isfinite(d):
+            d /= max(abs(x), abs(y))
         if d > worst:
             worst, where = d, k
     return worst, where, len(da.keys() & db.keys())
+
+
+def metrics_of(benchmark: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The reported metrics without per-item records (TOFU scoring-only: the per-set means of the scores)."""
+    if "sets" not in result and benchmark == "tofu":
+        from ulmr.eval.qa import summarize_set
+
+        items = result["items"]
+        sets, pos = {}, 0
+        for name, k in TOFU_LIMITS.items():
+            sets[name] = {m: v for m, v in summarize_set(name, items[pos : pos + k]).items() if m in ("prob", "truth_ratio")}
+            pos += k
+        return sets
+    return {k: v for k, v in result.items() if k != "items"}
 
 
 def instrument(share: bool, clock: dict[str, float]) -> None:
@@ -127,19 +143,23 @@ def main() -> None:
         t0 = time.perf_counter()
         result = evaluate(args.benchmark, model, tok, args)
         runs[label] = {"wall_s": time.perf_counter() - t0, **clock, "result": result}
-    diff, where, n = max_difference(runs["today"]["result"], runs["shared_prompts"]["result"])
+    today, shared = runs["today"]["result"], runs["shared_prompts"]["result"]
+    diff, where, n = max_difference(metrics_of(args.benchmark, today), metrics_of(args.benchmark, shared))
+    item_diff, item_where, _ = max_difference(today, shared, relative=True)
     old, new = runs["today"]["wall_s"], runs["shared_prompts"]["wall_s"]
     print(f"{args.benchmark} evaluation of {args.model}, {args.threads} threads:")
     for label, r in runs.items():
         print(f"  {label:15s} {r['wall_s']:7.1f} s  (generation {r.get('generation_s', 0):6.1f} s, "
               f"scoring {r.get('scoring_s', 0):6.1f} s)")
-    print(f"  speed-up {old / new:.2f}x; largest difference over {n} values: {diff:.2e} ({where or '-'})")
+    print(f"  speed-up {old / new:.2f}x; largest metric difference over {n} metrics: {diff:.2e} ({where or '-'}); "
+          f"largest relative difference of any per-item value: {item_diff:.2e} ({item_where or '-'})")
     out = Path(args.out or ROOT / "docs" / "results" / f"perf_eval_speed_{args.benchmark}.json")
     write_json(out, {
         "command": "python bench/eval_speed.py " + " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items() if v not in (None, False) and k != "out"),
         "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "runs": {k: {m: v for m, v in r.items() if m != "result"} for k, r in runs.items()},
-        "speedup": old / new, "max_difference": diff, "max_difference_at": where, "values_compared": n,
+        "speedup": old / new, "max_metric_difference": diff, "max_metric_difference_at": where, "metrics_compared": n,
+        "max_item_relative_difference": item_diff, "max_item_relative_difference_at": item_where,
     })
     print(f"wrote {out}")
 
