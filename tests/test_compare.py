@@ -2,14 +2,17 @@ import json
 
 import pytest
 
-from ulmr.compare import compare, equal_steps
+from ulmr.compare import compare
 from ulmr.errors import ConfigError
 
 
 def test_equal_steps():
+    from ulmr.training.data import equal_steps
+
     # 5 items x 3 rows = 15 rows, batch 4 -> 4 steps per epoch
-    assert equal_steps(5, 2, 4, 1, 2.0) == 8
-    assert equal_steps(1, 0, 4, 1, 0.1) == 1
+    assert equal_steps(15, 4, 1, 2.0) == 8
+    assert equal_steps(1, 4, 1, 0.1) == 1
+    assert equal_steps(15, 4, 2, 1.0) == 2  # gradient accumulation: 8 rows per optimizer step
 
 
 def test_compare_runs_each_method_with_equal_steps(tiny_model_dir, qa_file, tmp_path, monkeypatch):

@@ -7,7 +7,6 @@ model are measured with the QA evaluator on the forget set, the held-out probe a
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,7 @@ from .pipeline import unlearn
 from .models import load
 from .eval.qa import evaluate_qa
 from .config import UnlearnConfig
-
-
-def equal_steps(n_forget: int, num_rewrites: int, batch_size: int, grad_accum: int, epochs: float) -> int:
-    """Optimizer steps of the ULMR run (items × (k+1) rows), imposed on every method."""
-    per_epoch = math.ceil(n_forget * (num_rewrites + 1) / (batch_size * grad_accum))
-    return max(1, math.ceil(per_epoch * epochs))
+from .training.data import equal_steps
 
 
 def measure(spec: str, sets: dict[str, list], max_new_tokens: int) -> dict[str, Any]:
@@ -45,7 +39,7 @@ def compare(model: str, forget: str, methods: list[str], out: Path, retain: str 
     retain_only = [m for m in methods if not method_class(m).uses_forget]
     if retain_only and not retain:
         raise ConfigError(f"method '{retain_only[0]}' needs --retain (it fine-tunes on the retain set only)")
-    steps = steps or equal_steps(len(records), num_rewrites, batch_size, 1, epochs)
+    steps = steps or equal_steps(len(records) * (num_rewrites + 1), batch_size, 1, epochs)  # ULMR's D_fr rows
     sets = {"forget": records}
     if probe:
         sets["probe"] = load_qa(probe)

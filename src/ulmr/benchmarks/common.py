@@ -208,12 +208,6 @@ def dfr_notes(methods: Sequence[str], done: Mapping[str, Sequence[dict[str, Any]
     return [n for n in notes if n]
 
 
-def equal_steps(n_items: int, batch_size: int, grad_accum: int, epochs: float) -> int:
-    """Optimizer steps of ``epochs`` passes over ``n_items``: every method gets this many (``max_steps``)."""
-    per_epoch = max(1, math.ceil(n_items / (batch_size * grad_accum)))
-    return max(1, math.ceil(per_epoch * epochs))
-
-
 # --------------------------------------------------------------------------- the method loop
 @dataclass
 class Job:

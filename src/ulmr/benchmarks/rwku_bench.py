@@ -28,6 +28,7 @@ from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
 from ..methods.registry import method_class, method_names
 from . import common
+from ..training.data import equal_steps
 from .common import Column, Job, Scatter, StageStore
 from ..data.rwku import target_dir
 from ..refusal import refusal_rate
@@ -249,7 +250,7 @@ def run_rwku_bench(cfg: RwkuBenchConfig, show: bool = True) -> dict[str, Any]:
         _folder(cfg.data, t)  # fail early on a missing target
     base = cached_model_dir(cfg.model)
     store = StageStore(cfg.out / "stages" / stage_key(cfg))
-    steps = cfg.max_steps or common.equal_steps(cfg.limit_train, cfg.batch_size, cfg.grad_accum, cfg.epochs)
+    steps = cfg.max_steps or equal_steps(cfg.limit_train, cfg.batch_size, cfg.grad_accum, cfg.epochs)
     jobs: list[Job] = []
     for t in cfg.targets:
         jobs.append(Job(f"t{t}/before", "before", 0, _before(cfg, base, t)))

@@ -28,6 +28,7 @@ from ..errors import ConfigError, DataError
 from ..methods.registry import method_class, method_names
 from ..methods.retrain import Retrain
 from . import common
+from ..training.data import equal_steps
 from .common import Column, Job, Scatter, StageStore
 from ..data.tofu import ForgetSplit, load_tofu
 from ..paths import cache_dir
@@ -270,7 +271,7 @@ def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
     ref = store.run("eval-retain", lambda: _eval_dir(retain_dir, cfg, sets, None))
     reference = ref["forget_ratios"]
     tgt = store.run("eval-target", lambda: _eval_dir(target_dir, cfg, sets, reference))
-    n_steps = cfg.max_steps or common.equal_steps(len(forget), cfg.get("batch_size"), cfg.get("grad_accum"), cfg.get("epochs"))
+    n_steps = cfg.max_steps or equal_steps(len(forget), cfg.get("batch_size"), cfg.get("grad_accum"), cfg.get("epochs"))
     jobs = [Job(f"{m}-seed{s}", m, s, unlearn_job(cfg, m, s, target_dir, forget, retain, sets, reference, n_steps, cfg.out))
             for m in cfg.methods if not method_class(m).starts_from_base for s in range(cfg.seeds)]
     done = common.run_jobs(store, jobs)

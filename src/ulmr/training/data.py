@@ -4,6 +4,7 @@ answer a D_fr row replaced, precomputed reference log-probs, each encoded once w
 from __future__ import annotations
 
 import logging
+import math
 import random
 from typing import Any, Mapping, Sequence
 
@@ -20,6 +21,13 @@ from ..generate.filters import key_span, term_spans
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+
+
+def equal_steps(n_rows: int, batch_size: int, grad_accum: int, epochs: float) -> int:
+    """Optimizer steps of ``epochs`` passes over ``n_rows`` (at least one): the common budget that
+    ``ulmr compare`` and the benches' equal-steps protocol impose on every method."""
+    per_epoch = max(1, math.ceil(n_rows / (batch_size * grad_accum)))
+    return max(1, math.ceil(per_epoch * epochs))
 
 
 def as_records(items: Sequence[QARecord | Mapping], name: str) -> list[QARecord]:
