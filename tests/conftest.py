@@ -89,9 +89,8 @@ def tiny(tiny_model_dir):
     return load(str(tiny_model_dir))
 
 
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """Run ``ulmr ARGS`` in process; returns (exit code, stderr)."""
+def _cli_runner(monkeypatch, capsys, with_stdout: bool):
+    """``run(*ARGS)``: ``ulmr ARGS`` in process; returns (exit code, stderr, or stdout + stderr)."""
     from ulmr.cli import main
 
     monkeypatch.setenv("ULMR_QUIET", "1")
@@ -99,9 +98,22 @@ def cli(monkeypatch, capsys):
     def run(*args: str) -> tuple[int | None, str]:
         with pytest.raises(SystemExit) as exc:
             main(list(args))
-        return exc.value.code, capsys.readouterr().err
+        out = capsys.readouterr()
+        return exc.value.code, (out.out + out.err) if with_stdout else out.err
 
     return run
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run ``ulmr ARGS`` in process; returns (exit code, stderr)."""
+    return _cli_runner(monkeypatch, capsys, with_stdout=False)
+
+
+@pytest.fixture
+def cli_output(monkeypatch, capsys):
+    """Run ``ulmr ARGS`` in process; returns (exit code, stdout + stderr)."""
+    return _cli_runner(monkeypatch, capsys, with_stdout=True)
 
 
 @pytest.fixture(scope="module")

@@ -80,22 +80,6 @@ def no_model_load(monkeypatch):
                 monkeypatch.setattr(mod, loader, refuse)
 
 
-@pytest.fixture
-def run(monkeypatch, capsys):
-    """Run ``ulmr ARGS`` in process; returns (exit code, stdout + stderr)."""
-    from ulmr.cli import main
-
-    monkeypatch.setenv("ULMR_QUIET", "1")
-
-    def go(*args: str) -> tuple[int | None, str]:
-        with pytest.raises(SystemExit) as exc:
-            main(list(args))
-        out = capsys.readouterr()
-        return exc.value.code, out.out + out.err
-
-    return go
-
-
 def _args(template: list[str], qa: Path, tmp: Path) -> list[str]:
     model = tmp / "model"
     model.mkdir(exist_ok=True)
@@ -115,9 +99,9 @@ def assert_one_error_line(code: int | None, output: str, *needles: str) -> str:
 
 
 @pytest.mark.parametrize("command,flag,value", CASES, ids=[f"{c}{f}={v}" for c, f, v in CASES])
-def test_bad_value_is_one_line_before_any_model_loads(run, no_model_load, qa_file, tmp_path, command, flag, value):
+def test_bad_value_is_one_line_before_any_model_loads(cli_output, no_model_load, qa_file, tmp_path, command, flag, value):
     args = _args(COMMANDS[command][0], qa_file, tmp_path)
-    assert_one_error_line(*run(*args, flag, value), flag)
+    assert_one_error_line(*cli_output(*args, flag, value), flag)
     assert not (tmp_path / "out").exists()
 
 
@@ -129,19 +113,19 @@ YAML_CASES = [("unlearn", "max_new_tokens", 2000), ("unlearn", "max_tries", 25),
 
 
 @pytest.mark.parametrize("command,key,value", YAML_CASES, ids=[f"{c}-{k}={v}" for c, k, v in YAML_CASES])
-def test_bad_value_in_yaml_config_is_one_line(run, no_model_load, qa_file, tmp_path, command, key, value):
+def test_bad_value_in_yaml_config_is_one_line(cli_output, no_model_load, qa_file, tmp_path, command, key, value):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"{key}: {value}\n")
     data_flag = "--data" if command == "train" else "--forget"
-    line = assert_one_error_line(*run(command, data_flag, str(qa_file), "--out", str(tmp_path / "out"), "--config", str(cfg)))
+    line = assert_one_error_line(*cli_output(command, data_flag, str(qa_file), "--out", str(tmp_path / "out"), "--config", str(cfg)))
     assert key in line or f"--{key.replace('_', '-')}" in line, line
     assert not (tmp_path / "out").exists()
 
 
-def test_flag_beats_the_yaml_value_and_is_named_as_a_flag(run, no_model_load, qa_file, tmp_path):
+def test_flag_beats_the_yaml_value_and_is_named_as_a_flag(cli_output, no_model_load, qa_file, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("max_new_tokens: 32\n")
-    line = assert_one_error_line(*run("generate", "--forget", str(qa_file), "--out", str(tmp_path / "out"),
+    line = assert_one_error_line(*cli_output("generate", "--forget", str(qa_file), "--out", str(tmp_path / "out"),
                                       "--config", str(cfg), "--max-new-tokens", "2000"))
     assert line == "error: --max-new-tokens: must be <= 1024 (got 2000)"
 
