@@ -30,7 +30,7 @@ def _cfg(model: Path, data: Path, out: Path, methods: list[str]) -> TofuBenchCon
     return TofuBenchConfig(model=str(model), data=str(data), methods=methods, out=out, train_retain=4,
                            eval_forget=2, eval_retain=2, eval_real_authors=2, eval_world_facts=2, max_new_tokens=4,
                            ft_epochs=1, ft_batch_size=4, max_steps=1, batch_size=2, eval_batch_size=8,
-                           gen_max_new_tokens=4)
+                           gen_max_new_tokens=4, protocol="equal-steps")
 
 
 def _rows(path: Path) -> dict[str, dict]:

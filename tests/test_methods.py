@@ -250,9 +250,14 @@ def test_preferred_answers_are_seeded_and_respect_own_preferred(tmp_path):
         load_refusals(tmp_path / "missing.txt")
 
 
-def test_ulmr_default_lr_follows_model_size_and_others_do_not():
+def test_default_lr_follows_model_size():
     ulmr = METHODS["ulmr"]
     assert ulmr.default_lr(135_000_000) == 1e-4
     assert ulmr.default_lr(1_700_000_000) == 3e-5
     assert ulmr.default_lr(7_000_000_000) == ulmr.lr == 1e-5
-    assert all(cls.default_lr(135_000_000) == cls.lr for name, cls in METHODS.items() if name != "ulmr")
+    for name in ("ga", "graddiff", "kl", "dpo", "npo"):  # the gradient baselines: 5e-5 below 0.5B, then their papers' 1e-5
+        assert METHODS[name].default_lr(135_000_000) == 5e-5, name
+        assert METHODS[name].default_lr(1_700_000_000) == METHODS[name].lr == 1e-5, name
+    assert METHODS["retrain"].default_lr(135_000_000) == 1e-5  # fine-tuning, TOFU's retain recipe
+
+

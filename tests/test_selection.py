@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from ulmr.errors import ConfigError
-from ulmr.selection import Floor, Rule, bootstrap_ci, probe_rule, rwku_rule, select, split_items, tofu_rule
+from ulmr.selection import Floor, Rule, bootstrap_intervals, halves, probe_rule, rwku_rule, select, split_items, tofu_rule
 
 
 def _tofu(forget: float, mu: float) -> dict[str, float]:
-    return {"forget_rougeL_recall": forget, "model_utility": mu}
+    return {"forget.R": forget, "MU": mu}
 
 
 def test_lowest_forget_among_points_whose_utility_holds():
@@ -39,11 +39,11 @@ def test_ties_go_to_the_earlier_point():
 
 
 def test_rwku_rule_needs_both_neighbour_and_easy():
-    rule = rwku_rule(before_neighbour=0.60, before_easy=0.73)
+    rule = rwku_rule(before_neighbour=60.0, before_easy=73.0)  # both in points, as the bench reports them
     curve = [
-        {"forget_all": 0.10, "neighbor_all": 0.40, "easy": 0.73},  # neighbour below 85% of 0.60 = 0.51
-        {"forget_all": 0.12, "neighbor_all": 0.55, "easy": 0.70},  # easy 3 points down
-        {"forget_all": 0.20, "neighbor_all": 0.52, "easy": 0.72},
+        {"forget.All": 10.0, "neighbor.All": 40.0, "Easy": 73.0},  # neighbour below 85% of 60 = 51
+        {"forget.All": 12.0, "neighbor.All": 55.0, "Easy": 70.0},  # easy 3 points down
+        {"forget.All": 20.0, "neighbor.All": 52.0, "Easy": 72.0},
     ]
     assert select(curve, rule).index == 2
 
@@ -68,9 +68,27 @@ def test_split_is_seeded_disjoint_and_complete():
     assert split_items(41, seed=1) != (sel, rep)
 
 
-def test_bootstrap_interval_brackets_the_mean():
-    values = [0.0, 1.0, 0.5, 0.25, 0.75, 1.0, 0.0, 0.5]
-    low, high = bootstrap_ci(values)
-    assert low < sum(values) / len(values) < high
-    assert 0.0 <= low and high <= 1.0
-    assert bootstrap_ci([0.4, 0.4, 0.4]) == pytest.approx((0.4, 0.4))
+def _mean(xs):
+    return sum(xs) / len(xs)
+
+
+def test_bootstrap_intervals_bracket_each_metric_and_resample_a_group_together():
+    per_item = {"forget:R": [0.0, 1.0, 0.5, 0.25, 0.75, 1.0, 0.0, 0.5], "forget:S": [0.0, 1.0, 0.5, 0.25, 0.75, 1.0, 0.0, 0.5],
+                "retain:R": [0.4, 0.4, 0.4]}
+    metrics = lambda v: {"f": _mean(v["forget:R"]), "diff": _mean(v["forget:R"]) - _mean(v["forget:S"]),  # noqa: E731
+                         "r": _mean(v["retain:R"])}
+    ci = bootstrap_intervals(per_item, metrics, n_resamples=500)
+    low, high = ci["f"]
+    assert low < _mean(per_item["forget:R"]) < high and 0.0 <= low and high <= 1.0
+    assert ci["diff"] == pytest.approx((0.0, 0.0))  # fields of one group are resampled with the same items
+    assert ci["r"] == pytest.approx((0.4, 0.4))
+    with pytest.raises(ValueError, match="forget:S: 2 values, its group has 8"):
+        bootstrap_intervals({**per_item, "forget:S": [1.0, 2.0]}, metrics)
+
+
+def test_halves_split_forget_groups_only_and_consistently():
+    per_item = {"forget:R": list(range(10)), "forget:P": [10 + i for i in range(10)], "retain:R": [1, 2, 3]}
+    sel, rep = halves(per_item, lambda g: g == "forget")
+    assert sorted(sel["forget:R"] + rep["forget:R"]) == list(range(10)) and len(sel["forget:R"]) == 5
+    assert [p - 10 for p in sel["forget:P"]] == sel["forget:R"]  # one item split for every field of the group
+    assert sel["retain:R"] == rep["retain:R"] == [1, 2, 3]

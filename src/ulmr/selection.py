@@ -13,12 +13,12 @@ The rule looks at a *selection half* of the forget items only; the table reports
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import bootstrap
 
 from .errors import ConfigError
 
@@ -76,20 +76,21 @@ def select(points: Sequence[Mapping[str, float]], rule: Rule) -> Selection:
 
 # --------------------------------------------------------------------------- the rules of each protocol
 def tofu_rule(target_mu: float, retain_mu: float, share: float = 0.97) -> Rule:
-    """TOFU: lowest forget ROUGE-L recall with MU >= ``share`` x the lower of the target's and the retain
-    model's MU (the retain model, the ideal outcome, sits below the target's MU)."""
+    """TOFU (the bench's flat keys, fractions): lowest ``forget.R`` (forget ROUGE-L recall) with ``MU`` >=
+    ``share`` x the lower of the target's and the retain model's MU (the retain model, the ideal outcome,
+    sits below the target's MU)."""
     floor = share * min(target_mu, retain_mu)
     why = f"MU >= {share:.0%} of min(target {target_mu * 100:.2f}, retain {retain_mu * 100:.2f}) = {floor * 100:.2f}"
-    return Rule("forget_rougeL_recall", "model_utility", (Floor("model_utility", floor, why),))
+    return Rule("forget.R", "MU", (Floor("MU", floor, why),))
 
 
-def rwku_rule(before_neighbour: float, before_easy: float, neighbour_share: float = 0.85, easy_drop: float = 0.02) -> Rule:
-    """RWKU: lowest Forget All with Neighbour All >= 85% of Before and Easy within 2 points of Before
-    (means over targets)."""
+def rwku_rule(before_neighbour: float, before_easy: float, neighbour_share: float = 0.85, easy_drop: float = 2.0) -> Rule:
+    """RWKU (the bench's flat keys, both in points of 100): lowest ``forget.All`` with ``neighbor.All`` >= 85%
+    of Before and ``Easy`` within ``easy_drop`` points of Before (means over targets)."""
     n_floor, e_floor = neighbour_share * before_neighbour, before_easy - easy_drop
-    return Rule("forget_all", "neighbor_all", (
-        Floor("neighbor_all", n_floor, f"Neighbour All >= {neighbour_share:.0%} of Before {before_neighbour * 100:.2f} = {n_floor * 100:.2f}"),
-        Floor("easy", e_floor, f"Easy >= Before {before_easy * 100:.2f} - {easy_drop * 100:.0f} points = {e_floor * 100:.2f}"),
+    return Rule("forget.All", "neighbor.All", (
+        Floor("neighbor.All", n_floor, f"Neighbour All >= {neighbour_share:.0%} of Before {before_neighbour:.2f} = {n_floor:.2f}"),
+        Floor("Easy", e_floor, f"Easy >= Before {before_easy:.2f} - {easy_drop:g} points = {e_floor:.2f}"),
     ))
 
 
@@ -111,13 +112,46 @@ def split_items(n: int, seed: int = 0) -> tuple[list[int], list[int]]:
     return sorted(order[:half]), sorted(order[half:])
 
 
-def bootstrap_ci(values: Sequence[float], statistic: Callable[[np.ndarray], float] = np.mean,
-                 n_resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of ``statistic`` over items (resampled with replacement)."""
-    data = np.asarray(values, dtype=float)
-    if len(data) < 2 or np.all(data == data[0]):
-        v = float(statistic(data)) if len(data) else float("nan")
-        return v, v
-    res = bootstrap((data,), statistic, n_resamples=n_resamples, confidence_level=0.95, method="percentile",
-                    vectorized=False, random_state=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+PerItem = Mapping[str, Sequence[float]]  # "<group>:<field>" -> one value per item; a group's fields share its items
+
+
+def item_groups(per_item: PerItem) -> dict[str, int]:
+    """Group name -> item count (every field of a group must have the same length)."""
+    sizes: dict[str, int] = {}
+    for key, values in per_item.items():
+        group = key.split(":", 1)[0]
+        if sizes.setdefault(group, len(values)) != len(values):
+            raise ValueError(f"per-item field {key}: {len(values)} values, its group has {sizes[group]}")
+    return sizes
+
+
+def take(per_item: PerItem, picks: Mapping[str, Sequence[int]]) -> dict[str, list[float]]:
+    """The items ``picks[group]`` of each group named in ``picks`` (other groups whole)."""
+    return {k: ([v[i] for i in picks[k.split(":", 1)[0]]] if k.split(":", 1)[0] in picks else list(v))
+            for k, v in per_item.items()}
+
+
+def halves(per_item: PerItem, is_forget: Callable[[str], bool], seed: int = 0) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(selection half, report half) of ``per_item``: every forget group split by :func:`split_items`, the
+    other groups (utility) whole in both."""
+    split = {g: split_items(n, seed) for g, n in item_groups(per_item).items() if is_forget(g)}
+    return take(per_item, {g: s[0] for g, s in split.items()}), take(per_item, {g: s[1] for g, s in split.items()})
+
+
+def bootstrap_intervals(per_item: PerItem, metrics_of: Callable[[PerItem], Mapping[str, float | None]],
+                        n_resamples: int = 1000, seed: int = 0) -> dict[str, tuple[float, float] | None]:
+    """95% percentile bootstrap interval of every metric ``metrics_of`` computes, resampling the items of each
+    group with replacement (a group's fields together; groups independently). None where a metric is undefined."""
+    rng = np.random.default_rng(seed)
+    sizes = item_groups(per_item)
+    draws: dict[str, list[float]] = {}
+    for _ in range(n_resamples):
+        picks = {g: rng.integers(0, n, n) for g, n in sizes.items() if n}
+        for k, v in metrics_of(take(per_item, picks)).items():
+            if v is not None and math.isfinite(v):
+                draws.setdefault(k, []).append(float(v))
+    out: dict[str, tuple[float, float] | None] = {}
+    for k in metrics_of(per_item):
+        vals = draws.get(k)
+        out[k] = (float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))) if vals else None
+    return out

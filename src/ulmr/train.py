@@ -181,6 +181,9 @@ def _trainer(model, tokenizer, method, cfg: TrainConfig, data: _Data, args: Trai
     if not verbose():  # one rich bar instead of the Trainer's printed log dicts
         trainer.remove_callback(PrinterCallback)
         trainer.add_callback(TrainProgress())
+    for cb in callbacks or []:  # callbacks that need more than the Trainer hands them (tokens seen: a bench's curve points)
+        if hasattr(cb, "bind"):
+            cb.bind(trainer)
     return trainer, probe
 
 

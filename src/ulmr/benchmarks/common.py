@@ -157,13 +157,13 @@ def cached_model(root: Path, label: str, settings: Mapping[str, Any], build: Cal
 
 
 def train_model(start: str | Path, forget: Sequence[Any], retain: Sequence[Any] | None, tcfg: TrainConfig, work: Path,
-                alpha: float | None = None, keep_work: bool = False):
+                alpha: float | None = None, keep_work: bool = False, callbacks: list | None = None):
     """Load ``start``, train it with ``tcfg`` and, with ``alpha``, average it back towards ``start``
-    (p_u = α·p_f + (1−α)·p_θ): the training and averaging stages of ``ulmr unlearn``.
-    Returns (model in eval mode, tokenizer, TrainResult)."""
+    (p_u = α·p_f + (1−α)·p_θ): the training and averaging stages of ``ulmr unlearn``. ``callbacks``: extra
+    Trainer callbacks (a curve's points). Returns (model in eval mode, tokenizer, TrainResult)."""
 
     model, tok = load(str(start))
-    res = train_unlearn(model, tok, forget, retain, tcfg, work, resume=True)
+    res = train_unlearn(model, tok, forget, retain, tcfg, work, resume=True, callbacks=callbacks)
     model = finish_weights(res.model, alpha, str(start), tcfg.lora)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
@@ -171,15 +171,14 @@ def train_model(start: str | Path, forget: Sequence[Any], retain: Sequence[Any] 
 
 
 def dfr_rows(records: Sequence[Any], model, tokenizer, work: Path, max_new_tokens: int = 64,
-             batch_size: int = 16) -> tuple[list[dict], dict[str, Any]]:
+             batch_size: int = 16, seed: int = 0) -> tuple[list[dict], dict[str, Any]]:
     """D_fr for ``records`` (QARecords) with ``model`` as the generator: the generation stage of ``ulmr unlearn``
-    at its default options, resumable through ``work/generation_cache.jsonl``. Seed 0, so every unlearning seed
-    trains on the same D_fr.
+    at its default options and ``seed``, resumable through ``work/generation_cache.jsonl`` (one ``work`` per seed).
 
     Returns the rows and what to report about them: row count and how many rewrites / negative responses fell
     back to templates (a generator that no longer follows the prompts makes D_fr all templates)."""
 
-    gen = GenerateConfig(seed=0, max_new_tokens=max_new_tokens, gen_batch_size=batch_size)
+    gen = GenerateConfig(seed=seed, max_new_tokens=max_new_tokens, gen_batch_size=batch_size)
     res = run_generation(gen, list(records), make_backend(BackendConfig(), model, tokenizer), work)
     n_items, k = len(records), gen.num_rewrites
     info = {"d_fr_rows": len(res.rows), "fallback_rewrites": f"{res.stats['fallback_rewrites']}/{n_items * (k + 1)}",
@@ -358,15 +357,17 @@ def timing_lines(timings: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def write_outputs(out: Path, payload: dict[str, Any], rows: Sequence[Row], columns: Sequence[Column], title: str,
-                  notes: Sequence[str], scatter: Scatter, show: bool = True) -> dict[str, Path]:
-    """results.json (payload + rows), results.csv, results.md (table, spread table with several seeds, stage
-    times) and results.png into ``out``; prints the table."""
+                  notes: Sequence[str], scatter: Scatter | Callable[[Path], None], show: bool = True,
+                  extra: Sequence[Table] = ()) -> dict[str, Path]:
+    """results.json (payload + rows), results.csv, results.md (table, ``extra`` tables, spread table with several
+    seeds, stage times) and results.png (a :class:`Scatter` of the rows, or ``scatter(path)`` draws it) into
+    ``out``; prints the tables."""
     out = Path(out)
     paths = {"json": out / "results.json", "csv": out / "results.csv", "markdown": out / "results.md", "png": out / "results.png"}
     if not is_main_process():
         return paths
     table = bench_table(title, rows, columns, notes)
-    md = markdown(table)
+    md = markdown(table) + "".join("\n" + markdown(t) for t in extra)
     if any(r.seeds > 1 for r in rows):
         md += "\n" + markdown(bench_table(f"{title}: spread (sample std over seeds)", rows, columns, [], spread=True))
     timings = payload.get("timings", {})
@@ -375,8 +376,13 @@ def write_outputs(out: Path, payload: dict[str, Any], rows: Sequence[Row], colum
     write_json(paths["json"], {**payload, "rows": [asdict(r) for r in rows]})
     write_text(paths["csv"], csv_text(rows))
     write_text(paths["markdown"], md)
-    scatter_png(paths["png"], rows, scatter)
+    if isinstance(scatter, Scatter):
+        scatter_png(paths["png"], rows, scatter)
+    else:
+        scatter(paths["png"])
     if show:
         print_table(table)
+        for t in extra:
+            print_table(t)
         console.print(f"results written to {out}", highlight=False)
     return paths

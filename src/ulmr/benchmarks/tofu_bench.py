@@ -4,8 +4,11 @@
    **retain** model (Retraining). Both are cached under ``$ULMR_CACHE/bench/tofu`` keyed by model, data and
    fine-tuning settings, and reused by later runs;
 2. evaluate the retain model (its per-item forget truth ratios are FQ's reference) and the target model;
-3. unlearn the forget split from the target with every method, on the same data and for the same number of
-   optimizer steps (``retrain`` is the cached retain model itself), and evaluate each;
+3. unlearn the forget split from the target with every method (``retrain`` is the cached retain model itself):
+   - ``--protocol curves`` (default): each method at its own defaults, evaluated at ``--curve-points`` points
+     of one run (ULMR: one p_f at several α); one point per method chosen by the selection rule on half of the
+     forget items, reported on the other half (:mod:`ulmr.benchmarks.curves`);
+   - ``--protocol equal-steps``: every method for the same number of optimizer steps at one lr, evaluated once;
 4. write results.json / results.csv / results.md / results.png.
 
 ``--scale mini``: forget split + the first ``train_retain`` (160 = 8 authors) rows of the matching retain
@@ -17,6 +20,8 @@ lr 1e-5, effective batch 32); run it under ``accelerate launch`` on GPUs.
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -25,16 +30,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..config import Alpha, BatchSize, Count, Epochs, LearningRate, MaxLength, NewTokens, TrainConfig, Weight
 from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
-from ..methods.registry import method_class, method_names
+from ..methods.registry import display_name, method_class, method_names
 from ..methods.retrain import Retrain
-from . import common
+from . import common, curves
+from ..selection import split_items, tofu_rule
 from ..training.data import equal_steps
 from .common import Column, Job, Scatter, StageStore
 from ..data.tofu import ForgetSplit, load_tofu
 from ..paths import cache_dir
 from ..models import cached_model_dir, load
 from ..metrics.truth_ratio import forget_quality
-from ..eval.tofu import evaluate_tofu
+from ..eval.tofu import evaluate_tofu, metrics_from_items, per_item_values
 from ..data.tofu import _read_hub
 from ..atomic import write_jsonl
 
@@ -65,6 +71,10 @@ class TofuBenchConfig(BaseModel):
     forget_split: ForgetSplit = "forget01"
     methods: list[str] = Field(default_factory=lambda: method_names(BENCH))
     scale: Literal["mini", "full"] = "mini"
+    protocol: Literal["curves", "equal-steps"] = Field(
+        "curves", description="curves: every method at its own defaults, evaluated along its run (ULMR: at several α), one point "
+        "chosen per method by the selection rule; equal-steps: every method at one shared budget (the tables before 2026-12)")
+    curve_points: Count = Field(4, description="points evaluated along each gradient method's run (curves protocol)")
     seeds: Count = 1
     out: Path = Path("runs/bench/tofu")
     train_retain: Optional[Count] = None
@@ -200,7 +210,7 @@ def evaluate(model, tok, cfg: TofuBenchConfig, sets, reference: list[float] | No
         res["forget_quality"] = forget_quality(ratios, ratios)
     examples = [{"question": r["question"], "answer": r["answer"], "generated": r.get("generated")} for r in res["items"]["forget"][:3]]
     return {"metrics": flat_metrics(res), "n": {s: res["sets"][s]["n"] for s in SETS}, "forget_ratios": ratios,
-            "forget_examples": examples}
+            "forget_examples": examples, "per_item": per_item_values(res["items"])}
 
 
 def _eval_dir(model_dir: Path, cfg: TofuBenchConfig, sets, reference: list[float] | None) -> dict[str, Any]:
@@ -209,31 +219,57 @@ def _eval_dir(model_dir: Path, cfg: TofuBenchConfig, sets, reference: list[float
     return evaluate(model.eval(), tok, cfg, sets, reference)
 
 
+def method_forget(cfg: TofuBenchConfig, method: str, target: Path, forget: list[QARecord], out: Path,
+                  seed: int = 0) -> tuple[list[Any], dict[str, Any]]:
+    """The forget side a method trains on: the forget split, or (ULMR) D_fr generated from it by the generator
+    model (seed 0 for every seed under equal-steps; the run's seed under curves)."""
+    if not method_class(method).generates_dfr:
+        return list(forget), {}
+    generator = str(target) if cfg.generator == "target" else cached_model_dir(cfg.model)
+    gen_model, gen_tok = load(generator)
+    suffix = _gen_suffix(cfg) + (f"-seed{seed}" if seed else "")
+    rows, info = common.dfr_rows(forget, gen_model, gen_tok, out / "work" / f"ulmr-generation{suffix}",
+                                 cfg.gen_max_new_tokens, cfg.eval_batch_size, seed=seed)
+    info["generator"] = cfg.generator
+    write_jsonl(out / f"d_fr{suffix}.jsonl", rows)
+    return rows, info
+
+
 def unlearn_job(cfg: TofuBenchConfig, method: str, seed: int, target: Path, forget: list[QARecord], retain: list[QARecord],
                 sets, reference: list[float], steps: int, out: Path):
-    """``run()`` of one unlearning job: (ULMR: D_fr from the generator) -> train -> (ULMR: average) -> evaluate."""
+    """``run()`` of one equal-steps job: (ULMR: D_fr from the generator) -> train -> (ULMR: average) -> evaluate."""
     cls = method_class(method)
 
     def run() -> dict[str, Any]:
-
-        work = out / "work" / f"{method}-seed{seed}"
-        forget_items: list[Any] = forget
-        info: dict[str, Any] = {}
-        if cls.generates_dfr:
-            generator = str(target) if cfg.generator == "target" else cached_model_dir(cfg.model)
-            gen_model, gen_tok = load(generator)
-            forget_items, info = common.dfr_rows(forget, gen_model, gen_tok, out / "work" / f"ulmr-generation{_gen_suffix(cfg)}",
-                                                 cfg.gen_max_new_tokens, cfg.eval_batch_size)
-            info["generator"] = cfg.generator
-            del gen_model
-
-            write_jsonl(out / f"d_fr{_gen_suffix(cfg)}.jsonl", forget_items)
+        forget_items, info = method_forget(cfg, method, target, forget, out)
         tcfg = _train_config(cfg, method, seed, finetune=False, max_steps=steps)
-        model, tok, res = common.train_model(target, forget_items, retain, tcfg, work,
+        model, tok, res = common.train_model(target, forget_items, retain, tcfg, out / "work" / f"{method}-seed{seed}",
                                              alpha=cfg.alpha if cls.default_alpha is not None else None)
         result = evaluate(model, tok, cfg, sets, reference)
         result["training"] = {"steps": res.steps, "seconds": round(res.seconds, 1), "train_tokens": res.train_tokens, **info}
         return result
+
+    return run
+
+
+def curve_train_config(cfg: TofuBenchConfig, method: str, seed: int) -> TrainConfig:
+    """A method at its own defaults (lr by model size, epochs) unless --lr / --epochs / --max-steps say otherwise."""
+    return TrainConfig(method=method, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.get("batch_size"), grad_accum=cfg.get("grad_accum"),
+                       max_steps=cfg.max_steps or -1, seed=seed, max_length=cfg.max_length, lora=cfg.lora, checkpoint_steps=0,
+                       keep_checkpoints=False, answer_weight=cfg.answer_weight if method_class(method).uses_original else None)
+
+
+def curve_job(cfg: TofuBenchConfig, method: str, seed: int, target: Path, forget: list[QARecord], retain: list[QARecord],
+              sets, reference: list[float], store: StageStore, only: dict[str, Any] | None = None):
+    """``run()`` of one curves job: the method's curve at seed 0, or (``only``) its selected point at another seed."""
+    cls, stage = method_class(method), f"{method}-seed{seed}"
+
+    def run() -> dict[str, Any]:
+        forget_items, info = method_forget(cfg, method, target, forget, cfg.out, seed)
+        points, res = curves.method_curve(store, stage, target, forget_items, retain, curve_train_config(cfg, method, seed),
+                                          cfg.out / "work" / stage, lambda m, tok: evaluate(m, tok, cfg, sets, reference),
+                                          cfg.curve_points, cls.default_alpha is not None, only)
+        return {"curve": points, "training": curves.training_record(res, info)}
 
     return run
 
@@ -247,60 +283,137 @@ COLUMNS += [Column("FQ", ("FQ",), 1, 4), Column("MU (%)", ("MU",), 100)]
 def stage_key(cfg: TofuBenchConfig, target: Path, retain: Path) -> str:
     """Stage results are valid for these models, caps and unlearning settings only."""
     s = {k: cfg.get(k) for k in SCALES["mini"] if not k.startswith("ft_") and k != "train_retain"}
+    curve = {"protocol": cfg.protocol, "curve_points": cfg.curve_points, "lr": cfg.lr, "epochs": cfg.epochs} if cfg.protocol == "curves" else {}
     return common.settings_key({**s, "target": target.name, "retain": retain.name, "alpha": cfg.alpha, "answer_weight": cfg.answer_weight, "max_steps": cfg.max_steps,
                                 "gen_max_new_tokens": cfg.gen_max_new_tokens,
                                 "lora": cfg.lora, "eval_batch_size": cfg.eval_batch_size,
-                                **({"generator": cfg.generator} if cfg.generator != "target" else {})})
+                                **({"generator": cfg.generator} if cfg.generator != "target" else {}), **curve})
 
 
 def _gen_suffix(cfg: TofuBenchConfig) -> str:
     return "" if cfg.generator == "target" else f"-{cfg.generator}"
 
 
+@dataclass
+class _Run:
+    """What both protocols share: data, the cached models, their evaluations and the stage store."""
+
+    cfg: TofuBenchConfig
+    forget: list[QARecord]
+    retain: list[QARecord]
+    sets: Any
+    target_dir: Path
+    retain_dir: Path
+    store: StageStore
+    ref: dict[str, Any]
+    tgt: dict[str, Any]
+    timings: dict[str, dict[str, Any]]
+    started: float
+
+    @property
+    def methods(self) -> list[str]:
+        """The methods that unlearn from the target (Retraining is the retain model itself)."""
+        return [m for m in self.cfg.methods if not method_class(m).starts_from_base]
+
+    def notes(self) -> list[str]:
+        cfg, n = self.cfg, self.ref["n"]
+        caps = ", ".join(f"{t} {n[s]}" for s, t in zip(SETS, ("Forget", "Retain", "Real Authors", "World Facts")))
+        return [
+            f"model {cfg.model}; scale {cfg.scale}; forget split {cfg.forget_split}; training set {len(self.forget)} forget + {len(self.retain)} retain QA.",
+            f"evaluation items: {caps}; greedy, at most {cfg.get('max_new_tokens')} new tokens.",
+            f"target/retain fine-tuning: lr {cfg.get('ft_lr'):g}, {cfg.get('ft_epochs'):g} epochs, batch {cfg.get('ft_batch_size')}"
+            f" x {cfg.get('ft_grad_accum')}.",
+            "FQ = KS-test p-value vs the retain model's forget truth ratios (depends on the item count); MU = harmonic mean of "
+            "Retain/RA/WF x R/P/TR. TR: Forget mean(min(R,1/R)), others mean(max(0,1-R)).",
+        ]
+
+    def payload(self, **extra: Any) -> dict[str, Any]:
+        self.timings.update(self.store.timings)
+        self.timings["total, this invocation"] = {"seconds": round(time.time() - self.started, 1), "reused": False}
+        return {"benchmark": "tofu", "settings": self.cfg.model_dump(mode="json"),
+                "resolved": {k: self.cfg.get(k) for k in SCALES["mini"]}, "models": {"target": str(self.target_dir), "retain": str(self.retain_dir)},
+                "stages": str(self.store.root), "timings": self.timings, **extra}
+
+    def title(self) -> str:
+        return f"TOFU {self.cfg.forget_split}, {self.cfg.model} ({self.cfg.scale})"
+
+
 def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
     """Run the whole protocol (resuming from ``cfg.out``) and write the outputs; returns results.json's content."""
-    import time
-
     t0 = time.time()
     forget, retain = training_sets(cfg)
     sets = load_tofu(cfg.data, cfg.forget_split)
     timings: dict[str, dict[str, Any]] = {}
     target_dir, retain_dir = cached_models(cfg, forget, retain, timings)
-    key = stage_key(cfg, target_dir, retain_dir)
-    store = StageStore(cfg.out / "stages" / key)
+    store = StageStore(cfg.out / "stages" / stage_key(cfg, target_dir, retain_dir))
     ref = store.run("eval-retain", lambda: _eval_dir(retain_dir, cfg, sets, None))
-    reference = ref["forget_ratios"]
-    tgt = store.run("eval-target", lambda: _eval_dir(target_dir, cfg, sets, reference))
-    n_steps = cfg.max_steps or equal_steps(len(forget), cfg.get("batch_size"), cfg.get("grad_accum"), cfg.get("epochs"))
-    jobs = [Job(f"{m}-seed{s}", m, s, unlearn_job(cfg, m, s, target_dir, forget, retain, sets, reference, n_steps, cfg.out))
-            for m in cfg.methods if not method_class(m).starts_from_base for s in range(cfg.seeds)]
-    done = common.run_jobs(store, jobs)
-    timings.update(store.timings)
-    rows = [common.aggregate("Base (target)", "reference", [tgt]), common.aggregate(Retrain.display_name, "reference", [ref])]
-    rows += common.method_rows([m for m in cfg.methods if not method_class(m).starts_from_base], lambda m: done[m])
-    n = ref["n"]
-    caps = ", ".join(f"{t} {n[s]}" for s, t in zip(SETS, ("Forget", "Retain", "Real Authors", "World Facts")))
-    notes = [
-        f"model {cfg.model}; scale {cfg.scale}; forget split {cfg.forget_split}; training set {len(forget)} forget + {len(retain)} retain QA.",
-        f"evaluation items: {caps}; greedy, at most {cfg.get('max_new_tokens')} new tokens.",
-        f"unlearning: {n_steps} optimizer steps for every method, lr {cfg.get('lr'):g}, batch {cfg.get('batch_size')}"
-        f" x {cfg.get('grad_accum')}; ULMR alpha {cfg.alpha:g}, {common.ulmr_term(cfg.answer_weight)}, generator {cfg.generator}"
-        f" model; seeds {cfg.seeds}; Retraining = the retain model.",
-        f"target/retain fine-tuning: lr {cfg.get('ft_lr'):g}, {cfg.get('ft_epochs'):g} epochs, batch {cfg.get('ft_batch_size')}"
-        f" x {cfg.get('ft_grad_accum')}.",
-        "FQ = KS-test p-value vs the retain model's forget truth ratios (depends on the item count); MU = harmonic mean of "
-        "Retain/RA/WF x R/P/TR. TR: Forget mean(min(R,1/R)), others mean(max(0,1-R)).",
-    ]
+    tgt = store.run("eval-target", lambda: _eval_dir(target_dir, cfg, sets, ref["forget_ratios"]))
+    run = _Run(cfg, forget, retain, sets, target_dir, retain_dir, store, ref, tgt, timings, t0)
+    return _equal_steps(run, show) if cfg.protocol == "equal-steps" else _curves(run, show)
+
+
+def _equal_steps(run: _Run, show: bool) -> dict[str, Any]:
+    """Every method at one shared budget: the same optimizer steps and lr; one row per method (mean over seeds)."""
+    cfg = run.cfg
+    n_steps = cfg.max_steps or equal_steps(len(run.forget), cfg.get("batch_size"), cfg.get("grad_accum"), cfg.get("epochs"))
+    reference = run.ref["forget_ratios"]
+    jobs = [Job(f"{m}-seed{s}", m, s, unlearn_job(cfg, m, s, run.target_dir, run.forget, run.retain, run.sets, reference, n_steps, cfg.out))
+            for m in run.methods for s in range(cfg.seeds)]
+    done = common.run_jobs(run.store, jobs)
+    rows = [common.aggregate("Base (target)", "reference", [run.tgt]), common.aggregate(Retrain.display_name, "reference", [run.ref])]
+    rows += common.method_rows(run.methods, lambda m: done[m])
+    notes = run.notes()
+    notes.insert(2, f"protocol equal-steps: {n_steps} optimizer steps for every method, lr {cfg.get('lr'):g}, batch {cfg.get('batch_size')}"
+                 f" x {cfg.get('grad_accum')}; ULMR alpha {cfg.alpha:g}, {common.ulmr_term(cfg.answer_weight)}, generator {cfg.generator}"
+                 f" model; seeds {cfg.seeds}; Retraining = the retain model.")
     notes += common.dfr_notes(cfg.methods, done)
-    timings["total, this invocation"] = {"seconds": round(time.time() - t0, 1), "reused": False}
-    payload = {"benchmark": "tofu", "settings": cfg.model_dump(mode="json"), "resolved": {k: cfg.get(k) for k in SCALES["mini"]},
-               "unlearning_steps": n_steps, "models": {"target": str(target_dir), "retain": str(retain_dir)},
-               "stages": str(store.root), "timings": timings,
-               "training": {m: [r.get("training") for r in done[m]] for m in done}}
+    payload = run.payload(unlearning_steps=n_steps, training={m: [r.get("training") for r in done[m]] for m in done})
     scatter = Scatter("forget.R", "MU", "Forget ROUGE-L recall (%)", "Model utility (%)",
                       f"TOFU {cfg.forget_split} ({cfg.scale}): forget ROUGE vs utility", 100)
-    title = f"TOFU {cfg.forget_split}, {cfg.model} ({cfg.scale})"
-    paths = common.write_outputs(cfg.out, payload, rows, COLUMNS, title, notes, scatter, show)
+    paths = common.write_outputs(cfg.out, payload, rows, COLUMNS, run.title(), notes, scatter, show)
+    return {**payload, "rows": rows, "paths": paths}
+
+
+def _with_reference(point: dict[str, Any], reference: list[float]) -> dict[str, Any]:
+    """The point with the retain model's raw forget ratios beside its own (FQ on any subset of the items)."""
+    return {**point, "per_item": {**point["per_item"], "forget:ref_ratio": list(reference)}}
+
+
+def _curves(run: _Run, show: bool) -> dict[str, Any]:
+    """Every method at its own defaults along its curve; one point per method chosen by the rule on the selection
+    half, reported on the report half (seeds > 1: the selected point rerun at seeds 1..N-1)."""
+    cfg, reference = run.cfg, run.ref["forget_ratios"]
+    view = curves.View(metrics_from_items, lambda g: g == "forget", tofu_rule(run.tgt["metrics"]["MU"], run.ref["metrics"]["MU"]))
+    job = lambda m, s, only=None: curve_job(cfg, m, s, run.target_dir, run.forget, run.retain, run.sets, reference, run.store, only)  # noqa: E731
+    done = common.run_jobs(run.store, [Job(f"{m}-seed0", m, 0, job(m, 0)) for m in run.methods])
+    methods: dict[str, dict[str, Any]] = {}
+    for m in run.methods:
+        res = done[m][0]
+        summary = curves.summarise([_with_reference(p, reference) for p in res["curve"]], view)
+        if cfg.seeds > 1:
+            point = summary["selected"]["point"]
+            again = common.run_jobs(run.store, [Job(f"{m}-seed{s}", m, s, job(m, s, point)) for s in range(1, cfg.seeds)])[m]
+            summary["selected"] = curves.seed_summary(summary["selected"], [_with_reference(r["curve"][0], reference) for r in again], view)
+        methods[display_name(m)] = {"method": m, **summary, "training": res["training"]}
+    refs = {"Base (target)": curves.reference_summary(_with_reference(run.tgt, reference), view),
+            Retrain.display_name: curves.reference_summary(_with_reference(run.ref, reference), view)}
+    rows = curves.curve_rows(refs, methods)
+    n_sel, n_rep = (len(h) for h in split_items(run.ref["n"]["forget"], curves.SPLIT_SEED))
+    notes = run.notes()
+    notes[2:2] = [
+        f"protocol curves: each method at its own lr and epochs (training column of results.json), evaluated at {cfg.curve_points} points "
+        f"of one run; ULMR: one p_f at α {', '.join(f'{a:g}' for a in curves.ALPHAS)}, {common.ulmr_term(cfg.answer_weight)}, "
+        f"generator {cfg.generator} model; Retraining = the retain model.",
+        f"selection rule: {view.rule.describe()}; chosen on {n_sel} forget items (selection half), reported on the other {n_rep} "
+        f"(report half; utility sets whole); † = no point held utility. Seeds {cfg.seeds}.",
+    ]
+    notes += common.dfr_notes(cfg.methods, {v["method"]: [{"training": v["training"]}] for v in methods.values()})
+    payload = run.payload(rule=view.rule.describe(), methods=methods, references=refs)
+    plot = lambda path: curves.curve_png(path, methods, {n: r["metrics"] for n, r in refs.items()}, "MU", "forget.R",  # noqa: E731
+                                         "Model utility (%)", "Forget ROUGE-L recall (%, report half)",
+                                         f"TOFU {cfg.forget_split} ({cfg.scale}): forgetting vs utility", 100)
+    extra = [curves.interval_table(run.title(), refs, methods, COLUMNS)]
+    paths = common.write_outputs(cfg.out, payload, rows, COLUMNS, run.title(), notes, plot, show, extra)
     return {**payload, "rows": rows, "paths": paths}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from ..data.tofu import TofuItem, load_tofu
 from ..errors import DataError
@@ -39,6 +39,32 @@ def _set_metrics(name: str, recs: list[dict[str, Any]]) -> dict[str, Any]:
         prob = mean([r["answer_prob"] for r in recs])
     tr = forget_truth_ratio(ratios) if name == "forget" else retain_truth_ratio(ratios)
     return {"R": mean([r["rougeL_recall"] for r in recs]), "P": prob, "TR": tr, "n": len(recs)}
+
+
+def per_item_values(items: dict[str, list[dict[str, Any]]]) -> dict[str, list[float]]:
+    """``"<set>:R"``, ``"<set>:P"``, ``"<set>:ratio"`` -> one value per item (the inputs of :func:`metrics_from_items`)."""
+    out: dict[str, list[float]] = {}
+    for n in SETS:
+        recs = items[n]
+        out[f"{n}:R"] = [float(r["rougeL_recall"]) for r in recs]
+        out[f"{n}:P"] = [float(r["option_prob"] if n in OPTION_SETS else r["answer_prob"]) for r in recs]
+        out[f"{n}:ratio"] = [float(r["truth_ratio_raw"]) for r in recs]
+    return out
+
+
+def metrics_from_items(values: Mapping[str, Sequence[float]]) -> dict[str, float | None]:
+    """Flat '<set>.R/P/TR', 'FQ', 'MU' from per-item values (any subset of the items); FQ needs the
+    reference (retain) model's raw ratios of the same forget items as ``"forget:ref_ratio"``, else None."""
+    sets = {}
+    for n in SETS:
+        ratios = values[f"{n}:ratio"]
+        sets[n] = {"R": mean(values[f"{n}:R"]), "P": mean(values[f"{n}:P"]),
+                   "TR": forget_truth_ratio(ratios) if n == "forget" else retain_truth_ratio(ratios)}
+    out: dict[str, float | None] = {f"{n}.{k}": sets[n][k] for n in SETS for k in ("R", "P", "TR")}
+    ref = values.get("forget:ref_ratio")
+    out["FQ"] = forget_quality(values["forget:ratio"], ref) if ref is not None else None
+    out["MU"] = model_utility([sets[n][k] for n in ("retain", "real_authors", "world_facts") for k in ("P", "R", "TR")])
+    return out
 
 
 def reference_ratios(path: str | Path, forget_split: str) -> list[float]:

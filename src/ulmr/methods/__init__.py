@@ -4,17 +4,18 @@
 name       loss                                                   defaults                      retain
 =========  =====================================================  ============================  ======
 ulmr       NLL(D_fr) + λ·NLL_r + γ·NPO(key span of y)**           λ=2, γ=0.03, lr by size*, 3ep optional
-ga         −NLL_f                                                 lr 1e-5, 3 epochs             unused
-graddiff   −NLL_f + w·NLL_r                                       w=1, lr 1e-5, 3 epochs        required
-kl         −NLL_f + w·KL(p_ref ‖ p_θ) on retain answer tokens     w=1, lr 1e-5, 3 epochs        required
-dpo        −(2/β) log σ(β[Δ(refusal) − Δ(answer)]) + w·NLL_r      β=0.1, w=1, lr 1e-5, 3 ep     optional
-npo        −(2/β) log σ(−β Δ(answer)) + w·NLL_r                   β=0.1, w=1, lr 1e-5, 3 ep     optional
+ga         −NLL_f                                                 lr by size†, 3 epochs         unused
+graddiff   −NLL_f + w·NLL_r                                       w=1, lr by size†, 3 epochs    required
+kl         −NLL_f + w·KL(p_ref ‖ p_θ) on retain answer tokens     w=1, lr by size†, 3 epochs    required
+dpo        −(2/β) log σ(β[Δ(refusal) − Δ(answer)]) + w·NLL_r      β=0.1, w=1, lr by size†, 3 ep optional
+npo        −(2/β) log σ(−β Δ(answer)) + w·NLL_r                   β=0.1, w=1, lr by size†, 3 ep optional
 retrain    NLL_r (forget rows ignored; start from the base model) lr 1e-5, 5 epochs             required
 =========  =====================================================  ============================  ======
 
 Δ(y) = log π_θ(y|x) − log π_ref(y|x), summed over answer tokens including EOS; NLL terms are token means
 over the batch. *ULMR's lr without ``--lr``: 1e-4 below 0.5B parameters, 3e-5 below 3B, else 1e-5
-(:data:`ulmr.methods.ulmr.LR_BY_SIZE`). **γ (``--answer-weight``, β = 0.1): NPO on the key-span tokens
+(:data:`ulmr.methods.ulmr.LR_BY_SIZE`); †GA, GradDiff, KL, DPO, NPO: 5e-5 below 0.5B,
+else 1e-5 (:data:`ulmr.methods.base.BASELINE_LR_BY_SIZE`). **γ (``--answer-weight``, β = 0.1): NPO on the key-span tokens
 of the answer each D_fr row replaced (its ``original_answer``), found in the model's own answer to the row's
 question (:mod:`ulmr.training.answer_text`); γ = 0 is the paper's plain SFT.
 

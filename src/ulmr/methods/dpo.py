@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from .base import Method
+from .base import BASELINE_LR_BY_SIZE, Method
 from .common import part_logp, ref_part_logp
 
 
 class DPO(Method):
     """loss = −(2/β)·log σ(β[(log π_θ − log π_ref)(refusal) − (log π_θ − log π_ref)(answer)]) + w·NLL_r.
 
-    β = 0.1, w = 1 (the retain term is added only when a retain set is given), lr 1e-5, 3 epochs.
+    β = 0.1, w = 1 (the retain term is added only when a retain set is given), lr 5e-5 below 0.5B parameters else 1e-5, 3 epochs.
     Sequence log-probs sum over answer tokens including EOS; the reference terms are precomputed.
     """
 
@@ -22,6 +22,7 @@ class DPO(Method):
     ref_logp_parts = ("pref", "forget")
     needs_preferred = True
     lr = 1e-5
+    lr_by_size = BASELINE_LR_BY_SIZE  # 5e-5 below 0.5B parameters
     epochs = 3.0
     default_beta = 0.1
     default_retain_weight = 1.0

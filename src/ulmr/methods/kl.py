@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import torch
 
-from .base import Method
+from .base import BASELINE_LR_BY_SIZE, Method
 from .common import answer_kl, part_logits, part_nll, ref_part_logits
 
 
 class KLMin(Method):
-    """loss = −NLL_f + w·KL(p_ref || p_θ)_retain; w = 1, lr 1e-5, 3 epochs. Needs the live reference."""
+    """loss = −NLL_f + w·KL(p_ref || p_θ)_retain; w = 1, lr 5e-5 below 0.5B parameters else 1e-5, 3 epochs. Needs the live reference."""
 
     name = "kl"
     display_name = "KL Minimization"
     retain = "required"
     needs_ref_model = True
     lr = 1e-5
+    lr_by_size = BASELINE_LR_BY_SIZE  # 5e-5 below 0.5B parameters
     epochs = 3.0
     default_retain_weight = 1.0
 

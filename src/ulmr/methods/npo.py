@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from .base import Method
+from .base import BASELINE_LR_BY_SIZE, Method
 from .common import npo_term
 
 
 class NPO(Method):
     """loss = −(2/β)·log σ(−β(log π_θ(y_f) − log π_ref(y_f))) + w·NLL_r.
 
-    β = 0.1, w = 1 (on by default, added when a retain set is given), lr 1e-5, 3 epochs.
+    β = 0.1, w = 1 (on by default, added when a retain set is given), lr 5e-5 below 0.5B parameters else 1e-5, 3 epochs.
     The reference log-probs are precomputed once per item.
     """
 
@@ -19,6 +19,7 @@ class NPO(Method):
     retain = "optional"
     ref_logp_parts = ("forget",)
     lr = 1e-5
+    lr_by_size = BASELINE_LR_BY_SIZE  # 5e-5 below 0.5B parameters
     epochs = 3.0
     default_beta = 0.1
     default_retain_weight = 1.0

@@ -38,6 +38,7 @@ class ULMR(Method):
     uses_original = True
     forget_nll_rises = False
     lr = 1e-5
+    lr_by_size = LR_BY_SIZE
     epochs = 3.0
     default_beta = 0.1
     default_retain_weight = 2.0
@@ -48,10 +49,6 @@ class ULMR(Method):
         self.answer_weight = self.default_answer_weight if answer_weight is None else answer_weight
         # Instance value: the reference log-probs of the original answers are needed only with the term.
         self.ref_logp_parts = ("original",) if self.answer_weight else ()
-
-    @classmethod
-    def default_lr(cls, n_params: int) -> float:
-        return next((lr for bound, lr in LR_BY_SIZE if n_params < bound), cls.lr)
 
     def loss(self, model, batch, ref=None):
         loss = part_nll(model, batch, "forget") + self.retain_nll(model, batch)

@@ -1,0 +1,147 @@
+"""The curves protocol: points along one run, ULMR's α points, the selection rule on the selection half,
+intervals, seeds, resumption; on the tiny random model and a tiny slice of TOFU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ulmr.benchmarks import common, curves
+from ulmr.benchmarks.tofu_bench import TofuBenchConfig, run_tofu_bench
+from ulmr.config import TrainConfig
+from ulmr.data.records import QARecord
+from ulmr.eval.tofu import evaluate_tofu, metrics_from_items, per_item_values
+from ulmr.selection import halves
+
+FILES = {"forget01": 4, "retain99": 4, "forget01_perturbed": 4, "retain_perturbed": 4, "real_authors_perturbed": 2,
+         "world_facts_perturbed": 2}
+
+
+@pytest.fixture
+def tiny_tofu(tofu_dir: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "tofu"
+    out.mkdir()
+    for name, n in FILES.items():
+        lines = (tofu_dir / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def _cfg(model: Path, data: Path, out: Path, methods: list[str], **kw) -> TofuBenchConfig:
+    return TofuBenchConfig(model=str(model), data=str(data), methods=methods, out=out, train_retain=4, eval_forget=4,
+                           eval_retain=2, eval_real_authors=2, eval_world_facts=2, max_new_tokens=4, ft_epochs=1,
+                           ft_batch_size=4, max_steps=4, batch_size=2, eval_batch_size=8, gen_max_new_tokens=4,
+                           lr=1e-2, **kw)
+
+
+def test_eval_steps_are_evenly_spaced_and_end_at_the_last_step():
+    assert curves.eval_steps(30, 4) == [8, 15, 23, 30]
+    assert curves.eval_steps(50, 5) == [10, 20, 30, 40, 50]
+    assert curves.eval_steps(2, 4) == [1, 2]
+
+
+def test_tofu_metrics_from_items_equal_the_evaluation(tiny, tiny_tofu):
+    """The bench recomputes every TOFU number from per-item values (for halves and intervals): on all items they
+    equal evaluate_tofu's."""
+    model, tok = tiny
+    ref = [0.5, 1.5, 2.0, 0.9]
+    res = evaluate_tofu(model, tok, str(tiny_tofu), max_new_tokens=4, batch_size=8, reference=ref)
+    got = metrics_from_items({**per_item_values(res["items"]), "forget:ref_ratio": ref})
+    for s in ("forget", "retain", "real_authors", "world_facts"):
+        for k in ("R", "P", "TR"):
+            assert got[f"{s}.{k}"] == pytest.approx(res["sets"][s][k], abs=1e-12), (s, k)
+    assert got["FQ"] == pytest.approx(res["forget_quality"]) and got["MU"] == pytest.approx(res["model_utility"])
+
+
+def test_step_points_do_not_change_the_training_run(tiny_model_dir, tmp_path, monkeypatch):
+    """Evaluating inside the run (eval mode, generation, back to train mode) leaves the trained weights exactly
+    as a run without points; each point is a stage with its cost."""
+    monkeypatch.setenv("ULMR_QUIET", "1")
+    forget = [QARecord(f"Who wrote book {i}?", f"Author number {i} wrote it.") for i in range(4)]
+    tcfg = TrainConfig(method="ga", lr=1e-2, batch_size=2, max_steps=4, seed=0, checkpoint_steps=0, keep_checkpoints=False)
+    plain, _, _ = common.train_model(tiny_model_dir, forget, None, tcfg, tmp_path / "a")
+    store = common.StageStore(tmp_path / "stages")
+    seen = []
+
+    def evaluate(model, tok):
+        seen.append(model.training)
+        ids = tok("Who wrote book 1?", return_tensors="pt").input_ids
+        out = model.generate(ids, max_new_tokens=3, do_sample=False)
+        return {"metrics": {"n": float(out.shape[1])}, "per_item": {}}
+
+    cb = curves.StepPoints(store, "ga-seed0", 2, evaluate)
+    with_points, _, _ = common.train_model(tiny_model_dir, forget, None, tcfg, tmp_path / "b", callbacks=[cb])
+    for (name, a), b in zip(plain.state_dict().items(), with_points.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert seen == [False, False]  # evaluated in eval mode
+    assert [r["point"]["step"] for r in cb.results] == [2, 4]
+    assert [r["cost"]["steps"] for r in cb.results] == [2, 4]
+    assert 0 < cb.results[0]["cost"]["train_tokens"] < cb.results[1]["cost"]["train_tokens"]
+    assert sorted(p.name for p in (tmp_path / "stages" / "ga-seed0").iterdir()) == ["step2.json", "step4.json"]
+
+
+def test_tofu_bench_curves_select_on_one_half_and_report_the_other(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):
+    monkeypatch.setenv("ULMR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ULMR_QUIET", "1")
+    calls = []
+    real_select = curves.select
+    monkeypatch.setattr(curves, "select", lambda rows, rule: (calls.append((rows, rule)), real_select(rows, rule))[1])
+    cfg = _cfg(tiny_model_dir, tiny_tofu, tmp_path / "run", ["ga", "ulmr", "retrain"])
+    res = run_tofu_bench(cfg, show=False)
+
+    ga, ulmr = res["methods"]["Gradient Ascent"], res["methods"]["ULMR"]
+    assert [p["point"] for p in ga["curve"]] == [{"step": s} for s in (1, 2, 3, 4)]
+    assert [p["point"] for p in ulmr["curve"]] == [{"alpha": a} for a in curves.ALPHAS]
+    assert len(calls) == 2 and calls[0][1].forget == "forget.R" and calls[0][1].utility == "MU"
+    # the rule saw the selection half; the table reports the report half of the chosen point
+    sel_rows = calls[0][0]
+    assert sel_rows == [p["selection_half"] for p in ga["curve"]]
+    chosen = ga["selected"]
+    assert chosen["metrics"] == ga["curve"][chosen["index"]]["report_half"]
+    stage = json.loads((Path(res["stages"]) / "ga-seed0" / f"step{chosen['point']['step']}.json").read_text(encoding="utf-8"))
+    sel, rep = halves(stage["per_item"], lambda g: g == "forget")
+    assert len(sel["forget:R"]) == 2 and len(rep["forget:R"]) == 2 and sel["retain:R"] == stage["per_item"]["retain:R"]
+    assert chosen["metrics"]["forget.R"] == pytest.approx(sum(rep["forget:R"]) / 2)
+    lo, hi = chosen["ci95"]["forget.R"]
+    assert lo <= chosen["metrics"]["forget.R"] <= hi
+    assert ga["training"]["lr"] == 1e-2 and ga["curve"][-1]["cost"]["steps"] == 4
+
+    md = res["paths"]["markdown"].read_text(encoding="utf-8")
+    assert "selection rule: lowest forget.R among points whose utility holds (MU >= 97% of min(target" in md
+    assert "95% bootstrap intervals over items (report half)" in md
+    names = [r.name for r in res["rows"]]
+    assert names[:2] == ["Base (target)", "Retraining"]
+    assert names[2].startswith(f"Gradient Ascent (step {chosen['point']['step']})")
+    assert res["paths"]["png"].stat().st_size > 0
+    saved = json.loads(res["paths"]["json"].read_text(encoding="utf-8"))
+    assert set(saved["methods"]["ULMR"]) >= {"curve", "selected"} and saved["rule"].startswith("lowest forget.R")
+    assert saved["references"]["Retraining"]["metrics"]["FQ"] == pytest.approx(1.0)
+
+    # resume: a lost point is evaluated again, the other points are reused (training reruns, evaluation does not)
+    (Path(res["stages"]) / "ga-seed0" / "step3.json").unlink()
+    (Path(res["stages"]) / "ga-seed0.json").unlink()
+    again = run_tofu_bench(cfg.model_copy(update={"methods": ["ga"]}), show=False)
+    t = again["timings"]
+    assert not t["ga-seed0/step3"]["reused"] and t["ga-seed0/step1"]["reused"] and t["ga-seed0/step4"]["reused"]
+    assert again["methods"]["Gradient Ascent"]["curve"][0]["metrics"] == ga["curve"][0]["metrics"]
+
+
+def test_tofu_bench_curves_rerun_the_selected_point_at_other_seeds(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):
+    import statistics
+
+    monkeypatch.setenv("ULMR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ULMR_QUIET", "1")
+    res = run_tofu_bench(_cfg(tiny_model_dir, tiny_tofu, tmp_path / "run", ["ga"], seeds=2), show=False)
+    sel = res["methods"]["Gradient Ascent"]["selected"]
+    step = sel["point"]["step"]
+    assert sorted(p.name for p in (Path(res["stages"]) / "ga-seed1").iterdir()) == [f"step{step}.json"]
+    assert sel["seeds"] == [0, 1] and sel["per_seed"][0] == sel["metrics"]
+    for k in ("forget.R", "MU"):
+        vals = [r[k] for r in sel["per_seed"]]
+        assert sel["mean"][k] == pytest.approx(statistics.fmean(vals))
+        assert sel["spread"][k] == pytest.approx(statistics.stdev(vals))
+    row = res["rows"][-1]
+    assert row.seeds == 2 and row.metrics == sel["mean"]
