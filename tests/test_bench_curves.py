@@ -145,3 +145,39 @@ def test_tofu_bench_curves_rerun_the_selected_point_at_other_seeds(tiny_model_di
         assert sel["spread"][k] == pytest.approx(statistics.stdev(vals))
     row = res["rows"][-1]
     assert row.seeds == 2 and row.metrics == sel["mean"]
+
+
+def test_rwku_metrics_from_items_equal_the_bench_metrics(tiny, rwku_dir):
+    from ulmr.benchmarks.rwku_bench import flat_metrics
+    from ulmr.eval.rwku import evaluate_rwku
+    from ulmr.eval.rwku import metrics_from_items as rwku_metrics
+    from ulmr.eval.rwku import per_item_values as rwku_items
+
+    model, tok = tiny
+    res = evaluate_rwku(model, tok, str(rwku_dir), 111, limit=3, utility="both", batch_size=8)
+    direct, again = flat_metrics(res), rwku_metrics(rwku_items(res["items"]))
+    assert set(direct) == set(again)
+    for k, v in direct.items():
+        assert again[k] == pytest.approx(v, abs=1e-9), k
+
+
+def test_rwku_bench_curves_merge_targets_and_select(tiny_model_dir, rwku_dir, tmp_path, monkeypatch):
+    from ulmr.benchmarks.rwku_bench import RwkuBenchConfig, is_forget_group, run_rwku_bench
+
+    monkeypatch.setenv("ULMR_QUIET", "1")
+    cfg = RwkuBenchConfig(model=str(tiny_model_dir), data=str(rwku_dir), targets=[111, 106], methods=["ga", "ulmr"], limit_train=2,
+                          limit=2, utility="easy", out=tmp_path / "run", max_steps=2, curve_points=2, batch_size=2, eval_batch_size=8,
+                          max_length=128, answer_tokens=4, gen_max_new_tokens=4, lr=1e-2)
+    res = run_rwku_bench(cfg, show=False)
+    ga = res["methods"]["Gradient Ascent"]
+    assert [p["point"] for p in ga["curve"]] == [{"step": 1}, {"step": 2}]
+    assert len(res["methods"]["ULMR"]["curve"]) == len(curves.ALPHAS)
+    stages = Path(res["stages"])
+    per_target = [json.loads((stages / f"t{t}" / "ga-seed0" / "step2.json").read_text(encoding="utf-8")) for t in (111, 106)]
+    last = ga["curve"][-1]
+    for k in ("forget.All", "neighbor.All", "Easy"):  # a bench point is the mean over targets
+        assert last["metrics"][k] == pytest.approx(sum(p["metrics"][k] for p in per_target) / 2), k
+    assert res["rule"].startswith("lowest forget.All among points whose utility holds (Neighbour All >= 85% of Before")
+    assert is_forget_group("t111/forget_qa") and is_forget_group("t5/mia_forget") and not is_forget_group("t111/neighbor_fb")
+    assert [r.name for r in res["rows"]][0] == "Before" and "95% bootstrap intervals" in res["paths"]["markdown"].read_text(encoding="utf-8")
+    assert res["paths"]["png"].stat().st_size > 0

@@ -14,7 +14,7 @@ from ulmr.eval.rwku import evaluate_rwku
 def _cfg(model, data, out) -> RwkuBenchConfig:
     return RwkuBenchConfig(model=str(model), data=str(data), targets=[111], methods=["dpo", "kl"], limit_train=2, limit=2,
                            utility="both", out=out, max_steps=1, batch_size=2, eval_batch_size=8, max_length=128,
-                          answer_tokens=4, gen_max_new_tokens=4)
+                          answer_tokens=4, gen_max_new_tokens=4, protocol="equal-steps")
 
 
 def test_rwku_bench_outputs_before_row_and_resume(tiny, tiny_model_dir, rwku_dir, tmp_path, monkeypatch):

@@ -84,14 +84,16 @@ def tofu_rule(target_mu: float, retain_mu: float, share: float = 0.97) -> Rule:
     return Rule("forget.R", "MU", (Floor("MU", floor, why),))
 
 
-def rwku_rule(before_neighbour: float, before_easy: float, neighbour_share: float = 0.85, easy_drop: float = 2.0) -> Rule:
+def rwku_rule(before_neighbour: float, before_easy: float | None, neighbour_share: float = 0.85, easy_drop: float = 2.0) -> Rule:
     """RWKU (the bench's flat keys, both in points of 100): lowest ``forget.All`` with ``neighbor.All`` >= 85%
-    of Before and ``Easy`` within ``easy_drop`` points of Before (means over targets)."""
-    n_floor, e_floor = neighbour_share * before_neighbour, before_easy - easy_drop
-    return Rule("forget.All", "neighbor.All", (
-        Floor("neighbor.All", n_floor, f"Neighbour All >= {neighbour_share:.0%} of Before {before_neighbour:.2f} = {n_floor:.2f}"),
-        Floor("Easy", e_floor, f"Easy >= Before {before_easy:.2f} - {easy_drop:g} points = {e_floor:.2f}"),
-    ))
+    of Before and ``Easy`` within ``easy_drop`` points of Before (means over targets; no Easy floor when the
+    easy set was not evaluated)."""
+    n_floor = neighbour_share * before_neighbour
+    floors = [Floor("neighbor.All", n_floor, f"Neighbour All >= {neighbour_share:.0%} of Before {before_neighbour:.2f} = {n_floor:.2f}")]
+    if before_easy is not None:
+        e_floor = before_easy - easy_drop
+        floors.append(Floor("Easy", e_floor, f"Easy >= Before {before_easy:.2f} - {easy_drop:g} points = {e_floor:.2f}"))
+    return Rule("forget.All", "neighbor.All", tuple(floors))
 
 
 def probe_rule(reference: Mapping[str, float], share: float = 0.95) -> Rule:

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..config import Alpha, BatchSize, Count, Epochs, LearningRate, MaxLength, NewTokens, TrainConfig, Weight
 from ..data.records import QARecord, read_jsonl
 from ..errors import ConfigError, DataError
-from ..methods.registry import method_class, method_names
-from . import common
+from ..methods.registry import display_name, method_class, method_names
+from ..selection import rwku_rule
+from . import common, curves
 from ..training.data import equal_steps
 from .common import Column, Job, Scatter, StageStore
 from ..data.rwku import target_dir
@@ -35,7 +37,7 @@ from ..refusal import refusal_rate
 from ..models import load
 from ..models import cached_model_dir
 from ..inference import generate
-from ..eval.rwku import RENDERING, evaluate_rwku
+from ..eval.rwku import RENDERING, evaluate_rwku, metrics_from_items, per_item_values
 from ..data.chat import ChatFormat
 
 log = logging.getLogger("ulmr.bench")
@@ -47,6 +49,7 @@ RETAIN_TARGETS = 3
 # epoch over --limit-train texts (8 steps at batch 4: ~400-token biographies train at ~100 tokens/s), one lr for
 # every method, 5e-5 (1e-5, RWKU's 8B setting, barely moves a 135M model in 8 steps). GPU users pass --limit 0.
 LAPTOP_LIMIT = 30
+EQUAL_STEPS_LR, EQUAL_STEPS_EPOCHS = 5e-5, 1.0
 
 
 class RwkuBenchConfig(BaseModel):
@@ -61,10 +64,14 @@ class RwkuBenchConfig(BaseModel):
     limit_train: Count = 32
     limit: Optional[int] = Field(LAPTOP_LIMIT, ge=0, description="items per probe set / MIA set / MMLU; 0 or None: all")
     utility: Literal["easy", "mmlu", "both"] = "both"
+    protocol: Literal["curves", "equal-steps"] = Field(
+        "curves", description="curves: every method at its own defaults, evaluated along its run (ULMR: at several α), one point "
+        "chosen per method by the selection rule; equal-steps: every method at one shared budget (the tables before 2026-12)")
+    curve_points: Count = Field(4, description="points evaluated along each gradient method's run (curves protocol)")
     seeds: Count = 1
     out: Path = Path("runs/bench/rwku")
-    lr: LearningRate = 5e-5
-    epochs: Epochs = 1.0
+    lr: Optional[LearningRate] = Field(None, description=f"every method's lr (default: equal-steps {EQUAL_STEPS_LR:g}; curves: each method's own, by model size)")
+    epochs: Optional[Epochs] = Field(None, description="epochs over --limit-train items (default: equal-steps 1; curves: each method's own)")
     batch_size: BatchSize = 4
     grad_accum: Count = 1
     max_steps: Optional[Count] = Field(None, description="unlearning steps for every method (default: epochs over limit_train items)")
@@ -172,44 +179,71 @@ def evaluate(model, tok, cfg: RwkuBenchConfig, target: int) -> dict[str, Any]:
 
     res = evaluate_rwku(model, tok, cfg.data, target, limit=cfg.limit, utility=cfg.utility, batch_size=cfg.eval_batch_size)
     examples = [{"query": r["query"], "answer": r["answer"], "generated": r["generated"]} for r in res["items"]["forget_qa"][:3]]
-    return {"metrics": flat_metrics(res), "n": res["n"], "subject": res["subject"], "forget_examples": examples}
+    return {"metrics": flat_metrics(res), "n": res["n"], "subject": res["subject"], "forget_examples": examples,
+            "per_item": per_item_values(res["items"])}
 
 
 def _train_config(cfg: RwkuBenchConfig, method: str, seed: int, steps: int) -> TrainConfig:
-    return TrainConfig(method=method, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+    """Equal-steps: the shared lr and epochs; curves: each method's own unless --lr / --epochs are given."""
+    shared = cfg.protocol == "equal-steps"
+    lr = cfg.lr if cfg.lr is not None or not shared else EQUAL_STEPS_LR
+    epochs = cfg.epochs if cfg.epochs is not None or not shared else EQUAL_STEPS_EPOCHS
+    return TrainConfig(method=method, lr=lr, epochs=epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
                        max_steps=steps, seed=seed, max_length=cfg.max_length, lora=cfg.lora, checkpoint_steps=0, keep_checkpoints=False,
                        answer_weight=cfg.answer_weight if method_class(method).uses_original else None)
 
 
-def unlearn_job(cfg: RwkuBenchConfig, method: str, seed: int, target: int, base: str, steps: int, out: Path):
-    """``run()`` of one (target, method, seed): build the method's data, train from the original model, evaluate."""
+def method_data(cfg: RwkuBenchConfig, method: str, target: int, base: str, out: Path,
+                seed: int = 0) -> tuple[list[Any], list[QARecord] | None, dict[str, Any]]:
+    """(forget side, retain side or None, what to report) a method trains on for ``target`` (module docstring);
+    ULMR's D_fr is generated at ``seed`` (seed 0 under equal-steps)."""
     cls = method_class(method)
     uses_retain = cls.retain != "never" and BENCH not in cls.forget_only_in  # RWKU's GA, NPO and DPO: forget side only
+    folder = _folder(cfg.data, target)
+    subject, rows = forget_texts(folder, cfg.limit_train)
+    retain = retain_items(cfg.data, target, cfg.limit_train) if uses_retain else None
+    info: dict[str, Any] = {}
+    if cls.generates_dfr:
+        model, tok = load(base)
+        records = reject_records(folder, cfg.limit_train, model, tok, cfg.answer_tokens, cfg.eval_batch_size)
+        work = out / "work" / (f"t{target}-ulmr-generation" + (f"-seed{seed}" if seed else ""))
+        forget, info = common.dfr_rows(records, model, tok, work, cfg.gen_max_new_tokens, cfg.eval_batch_size, seed=seed)
+    elif cls.needs_preferred:
+        forget = dpo_items(folder, subject, rows)
+    else:
+        forget = text_items(subject, rows)
+    return forget, retain, {"forget_items": len(forget), "retain_items": len(retain or []), **info}
+
+
+def unlearn_job(cfg: RwkuBenchConfig, method: str, seed: int, target: int, base: str, steps: int, out: Path):
+    """``run()`` of one equal-steps (target, method, seed): build the method's data, train from the original model, evaluate."""
+    cls = method_class(method)
 
     def run() -> dict[str, Any]:
-
-        folder = _folder(cfg.data, target)
-        subject, rows = forget_texts(folder, cfg.limit_train)
-        retain = retain_items(cfg.data, target, cfg.limit_train) if uses_retain else None
-        info: dict[str, Any] = {}
-        forget: list[Any]
-        if cls.generates_dfr:
-            model, tok = load(base)
-            records = reject_records(folder, cfg.limit_train, model, tok, cfg.answer_tokens, cfg.eval_batch_size)
-            forget, info = common.dfr_rows(records, model, tok, out / "work" / f"t{target}-ulmr-generation",
-                                           cfg.gen_max_new_tokens, cfg.eval_batch_size)
-            del model
-        elif cls.needs_preferred:
-            forget = dpo_items(folder, subject, rows)
-        else:
-            forget = text_items(subject, rows)
+        forget, retain, info = method_data(cfg, method, target, base, out)
         work = out / "work" / f"t{target}-{method}-seed{seed}"
         model, tok, res = common.train_model(base, forget, retain, _train_config(cfg, method, seed, steps), work,
                                              alpha=cfg.alpha if cls.default_alpha is not None else None)
         result = evaluate(model, tok, cfg, target)
-        result["training"] = {"steps": res.steps, "seconds": round(res.seconds, 1), "train_tokens": res.train_tokens,
-                              "forget_items": len(forget), "retain_items": len(retain or []), **info}
+        result["training"] = {"steps": res.steps, "seconds": round(res.seconds, 1), "train_tokens": res.train_tokens, **info}
         return result
+
+    return run
+
+
+def curve_job(cfg: RwkuBenchConfig, method: str, seed: int, target: int, base: str, store: StageStore,
+              only: dict[str, Any] | None = None):
+    """``run()`` of one curves (target, method, seed): the method's curve at seed 0, or (``only``) its selected
+    point at another seed."""
+    stage = f"t{target}/{method}-seed{seed}"
+
+    def run() -> dict[str, Any]:
+        forget, retain, info = method_data(cfg, method, target, base, cfg.out, seed)
+        tcfg = _train_config(cfg, method, seed, cfg.max_steps or -1)
+        points, res = curves.method_curve(store, stage, base, forget, retain, tcfg, cfg.out / "work" / stage.replace("/", "-"),
+                                          lambda m, tok: evaluate(m, tok, cfg, target), cfg.curve_points,
+                                          method_class(method).default_alpha is not None, only)
+        return {"curve": points, "training": curves.training_record(res, info)}
 
     return run
 
@@ -235,22 +269,53 @@ COLUMNS = [
 
 
 def stage_key(cfg: RwkuBenchConfig) -> str:
-    """Stage results are valid for this model, data, caps, unlearning settings and probe rendering only."""
-    settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("targets", "methods", "seeds", "out")}
+    """Stage results are valid for this model, data, caps, unlearning settings and probe rendering only (the
+    equal-steps key is the one of the tables before the curves protocol: lr and epochs resolved)."""
+    skip = ("targets", "methods", "seeds", "out", "protocol", "curve_points")
+    settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in skip}
+    if cfg.protocol == "equal-steps":
+        settings |= {"lr": cfg.lr or EQUAL_STEPS_LR, "epochs": cfg.epochs or EQUAL_STEPS_EPOCHS}
+    else:
+        settings |= {"protocol": cfg.protocol, "curve_points": cfg.curve_points}
     return common.settings_key(settings | {"rendering": RENDERING})
+
+
+def _notes(cfg: RwkuBenchConfig, before: Sequence[dict[str, Any]]) -> list[str]:
+    subjects = [b["subject"] for b in before]
+    n0 = before[0]["n"]
+    return [
+        f"model {cfg.model}; targets {', '.join(f'{t} ({s})' for t, s in zip(cfg.targets, subjects))}; every row is the mean over targets.",
+        f"evaluation caps: --limit {cfg.limit or 'none'} per probe set / MIA set / MMLU (items of target {cfg.targets[0]}: "
+        + ", ".join(f"{k} {v}" for k, v in n0.items()) + f"); utility {cfg.utility}.",
+        f"GA/KL/NPO/GradDiff: positive texts as answers to '{BIO_PROMPT}'; DPO: same-id negative text preferred; ULMR: reject"
+        f" questions + the original model's answers; KL/GradDiff/ULMR retain side: positive texts of {RETAIN_TARGETS} other targets.",
+        "Probes: ROUGE-L recall x100; MIA: mean token NLL x100; Gen: MMLU 5-shot accuracy (%); Easy: built-in easy set (%);"
+        " Over-refusal: % of neighbour probes answered with a refusal.",
+    ]
+
+
+def _payload(cfg: RwkuBenchConfig, store: StageStore, t0: float, **extra: Any) -> dict[str, Any]:
+    timings = dict(store.timings)
+    timings["total, this invocation"] = {"seconds": round(time.time() - t0, 1), "reused": False}
+    return {"benchmark": "rwku", "settings": cfg.model_dump(mode="json"), "stages": str(store.root), "timings": timings, **extra}
 
 
 def run_rwku_bench(cfg: RwkuBenchConfig, show: bool = True) -> dict[str, Any]:
     """Run the protocol for every target (resuming from ``cfg.out``), average over targets, write the outputs."""
-    import time
-
-
     t0 = time.time()
     for t in cfg.targets:
         _folder(cfg.data, t)  # fail early on a missing target
     base = cached_model_dir(cfg.model)
     store = StageStore(cfg.out / "stages" / stage_key(cfg))
-    steps = cfg.max_steps or equal_steps(cfg.limit_train, cfg.batch_size, cfg.grad_accum, cfg.epochs)
+    return (_equal_steps if cfg.protocol == "equal-steps" else _curves)(cfg, base, store, t0, show)
+
+
+TITLE = "RWKU, {model}, targets {targets}"
+
+
+def _equal_steps(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show: bool) -> dict[str, Any]:
+    """Every method for the same optimizer steps at one lr; one row per method (mean over targets and seeds)."""
+    steps = cfg.max_steps or equal_steps(cfg.limit_train, cfg.batch_size, cfg.grad_accum, cfg.epochs or EQUAL_STEPS_EPOCHS)
     jobs: list[Job] = []
     for t in cfg.targets:
         jobs.append(Job(f"t{t}/before", "before", 0, _before(cfg, base, t)))
@@ -266,27 +331,86 @@ def run_rwku_bench(cfg: RwkuBenchConfig, show: bool = True) -> dict[str, Any]:
 
     rows = [common.aggregate("Before", "reference", per_seed("before", 1))]
     rows += common.method_rows(cfg.methods, lambda m: per_seed(m, cfg.seeds))
-    subjects = [done["before"][i]["subject"] for i in range(len(cfg.targets))]
-    n0 = done["before"][0]["n"]
-    notes = [
-        f"model {cfg.model}; targets {', '.join(f'{t} ({s})' for t, s in zip(cfg.targets, subjects))}; every row is the mean over targets.",
-        f"evaluation caps: --limit {cfg.limit or 'none'} per probe set / MIA set / MMLU (items of target {cfg.targets[0]}: "
-        + ", ".join(f"{k} {v}" for k, v in n0.items()) + f"); utility {cfg.utility}.",
-        f"training: --limit-train {cfg.limit_train} items per method; {steps} optimizer steps for every method, lr {cfg.lr:g},"
-        f" batch {cfg.batch_size} x {cfg.grad_accum}; ULMR alpha {cfg.alpha:g}, {common.ulmr_term(cfg.answer_weight)}; seeds {cfg.seeds}.",
-        f"GA/KL/NPO: positive texts as answers to '{BIO_PROMPT}'; DPO: same-id negative text preferred; ULMR: reject"
-        f" questions + the original model's answers; KL/ULMR retain side: positive texts of {RETAIN_TARGETS} other targets.",
-        "Probes: ROUGE-L recall x100; MIA: mean token NLL x100; Gen: MMLU 5-shot accuracy (%); Easy: built-in easy set (%);"
-        " Over-refusal: % of neighbour probes answered with a refusal.",
-    ]
+    notes = _notes(cfg, done["before"])
+    notes.insert(2, f"protocol equal-steps: --limit-train {cfg.limit_train} items per method; {steps} optimizer steps for every method, "
+                 f"lr {cfg.lr or EQUAL_STEPS_LR:g}, batch {cfg.batch_size} x {cfg.grad_accum}; ULMR alpha {cfg.alpha:g}, "
+                 f"{common.ulmr_term(cfg.answer_weight)}; seeds {cfg.seeds}.")
     notes += common.dfr_notes(cfg.methods, done)
-    timings = dict(store.timings)
-    timings["total, this invocation"] = {"seconds": round(time.time() - t0, 1), "reused": False}
-    payload = {"benchmark": "rwku", "settings": cfg.model_dump(mode="json"), "unlearning_steps": steps, "stages": str(store.root),
-               "timings": timings, "per_target": {f"{label}": [r["metrics"] for r in res] for label, res in done.items()},
-               "training": {m: [r.get("training") for r in done[m]] for m in cfg.methods}}
+    payload = _payload(cfg, store, t0, unlearning_steps=steps,
+                       per_target={f"{label}": [r["metrics"] for r in res] for label, res in done.items()},
+                       training={m: [r.get("training") for r in done[m]] for m in cfg.methods})
     scatter = Scatter("forget.All", "neighbor.All", "Forget All (ROUGE-L recall x100, lower = forgotten)",
                       "Neighbour All (higher = kept)", "RWKU: forget vs neighbour knowledge")
-    title = f"RWKU, {cfg.model}, targets {', '.join(map(str, cfg.targets))}"
+    title = TITLE.format(model=cfg.model, targets=", ".join(map(str, cfg.targets)))
     paths = common.write_outputs(cfg.out, payload, rows, COLUMNS, title, notes, scatter, show)
+    return {**payload, "rows": rows, "paths": paths}
+
+
+# --------------------------------------------------------------------------- the curves protocol
+def merge_targets(points: Sequence[dict[str, Any]], targets: Sequence[int]) -> dict[str, Any]:
+    """One point of the bench from the same point of each target: per-item values keyed ``t<N>/...``, metrics
+    the mean over targets, cost summed (steps: the first target's)."""
+    cost = {"steps": points[0].get("cost", {}).get("steps"),
+            **{k: sum(p.get("cost", {}).get(k) or 0 for p in points) for k in ("train_tokens", "train_seconds")}}
+    return {"per_item": {f"t{t}/{k}": v for t, p in zip(targets, points) for k, v in p["per_item"].items()},
+            "metrics": common.mean_metrics([p["metrics"] for p in points]), "point": points[0].get("point", {}),
+            "per_target_points": [p.get("point", {}) for p in points], "cost": cost}
+
+
+def targets_metrics(targets: Sequence[int]):
+    """metrics_of for merged points: each target's metrics from its per-item values, averaged over targets."""
+    def metrics_of(values: Mapping[str, Sequence[float]]) -> dict[str, float | None]:
+        per = [metrics_from_items({k.split("/", 1)[1]: v for k, v in values.items() if k.startswith(f"t{t}/")}) for t in targets]
+        return common.mean_metrics(per)
+    return metrics_of
+
+
+def is_forget_group(group: str) -> bool:
+    """Forget items (split into selection and report halves): the forget probes and the forget MIA texts."""
+    name = group.split("/", 1)[-1]
+    return name.startswith("forget_") or name == "mia_forget"
+
+
+def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show: bool) -> dict[str, Any]:
+    """Every method at its own defaults along its curve, per target; points merged over targets; one point per
+    method chosen by the rule on the selection half, reported on the report half."""
+    T = len(cfg.targets)
+    jobs = [Job(f"t{t}/before", "before", 0, _before(cfg, base, t)) for t in cfg.targets]
+    jobs += [Job(f"t{t}/{m}-seed0", m, 0, curve_job(cfg, m, 0, t, base, store)) for t in cfg.targets for m in cfg.methods]
+    done = common.run_jobs(store, jobs)  # label -> results in target order
+    before = merge_targets(done["before"], cfg.targets)
+    b = before["metrics"]
+    view = curves.View(targets_metrics(cfg.targets), is_forget_group, rwku_rule(b["neighbor.All"], b.get("Easy")))
+    methods: dict[str, dict[str, Any]] = {}
+    for m in cfg.methods:
+        per_target = [r["curve"] for r in done[m]]
+        merged = [merge_targets([c[i] for c in per_target], cfg.targets) for i in range(min(map(len, per_target)))]
+        summary = curves.summarise(merged, view)
+        if cfg.seeds > 1:
+            idx = summary["selected"]["index"]
+            again = common.run_jobs(store, [Job(f"t{t}/{m}-seed{s}", m, s, curve_job(cfg, m, s, t, base, store, per_target[i][idx]["point"]))
+                                            for s in range(1, cfg.seeds) for i, t in enumerate(cfg.targets)])[m]
+            reruns = [merge_targets([again[(s - 1) * T + i]["curve"][0] for i in range(T)], cfg.targets) for s in range(1, cfg.seeds)]
+            summary["selected"] = curves.seed_summary(summary["selected"], reruns, view)
+        methods[display_name(m)] = {"method": m, **summary, "training": [r["training"] for r in done[m]]}
+    refs = {"Before": curves.reference_summary(before, view)}
+    rows = curves.curve_rows(refs, methods)
+    notes = _notes(cfg, done["before"])
+    notes[2:2] = [
+        f"protocol curves: --limit-train {cfg.limit_train} items per method, each method at its own lr and epochs (training in "
+        f"results.json), evaluated at {cfg.curve_points} points of one run per target; ULMR: one p_f at α "
+        f"{', '.join(f'{a:g}' for a in curves.ALPHAS)}, {common.ulmr_term(cfg.answer_weight)}.",
+        f"selection rule: {view.rule.describe()}; chosen on half of each target's forget probes and forget MIA texts "
+        f"(selection half), reported on the other half (report half; neighbour and utility sets whole); † = no point held utility. "
+        f"Seeds {cfg.seeds}.",
+    ]
+    notes += common.dfr_notes(cfg.methods, {v["method"]: [{"training": t} for t in v["training"]] for v in methods.values()})
+    payload = _payload(cfg, store, t0, rule=view.rule.describe(), methods=methods, references=refs)
+    title = TITLE.format(model=cfg.model, targets=", ".join(map(str, cfg.targets)))
+    plot = lambda path: curves.curve_png(path, methods, {n: r["metrics"] for n, r in refs.items()}, "neighbor.All", "forget.All",  # noqa: E731
+                                         "Neighbour All (ROUGE-L recall x100, higher = kept)",
+                                         "Forget All (ROUGE-L recall x100, report half, lower = forgotten)",
+                                         f"RWKU targets {', '.join(map(str, cfg.targets))}: forgetting vs neighbour knowledge")
+    extra = [curves.interval_table(title, refs, methods, COLUMNS)]
+    paths = common.write_outputs(cfg.out, payload, rows, COLUMNS, title, notes, plot, show, extra)
     return {**payload, "rows": rows, "paths": paths}

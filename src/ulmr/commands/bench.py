@@ -49,7 +49,9 @@ def tofu_cmd(
     methods: Optional[str] = typer.Option(None, "--methods", help=f"Comma-separated methods (default all: {','.join(method_names('tofu'))}; "
                                  "a method that starts from the base model, such as retrain, is the cached retain model)."),
     scale: Optional[str] = typer.Option(None, "--scale", help="mini (default; laptop: 8 retain authors, capped evaluation) or full (the paper's protocol, GPUs)."),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help="Unlearning runs per method (seeds 0..N-1; default 1); the table shows mean and spread."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="curves (default: every method at its own defaults, evaluated along its run, ULMR at several α; one point per method chosen by the selection rule) or equal-steps (every method at one shared budget: the tables before 2026-12)."),
+    curve_points: Optional[int] = typer.Option(None, "--curve-points", help="Points evaluated along each gradient method's run (curves protocol; 4)."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Unlearning runs per method (seeds 0..N-1; default 1; curves: the selected point rerun at seeds 1..N-1); the table shows mean and spread."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default runs/bench/tofu); rerunning into it resumes."),
     train_retain: Optional[int] = typer.Option(None, help="Retain QA in the training set (mini: 160)."),
     eval_forget: Optional[int] = typer.Option(None, help="Forget items evaluated (mini: 40)."),
@@ -60,8 +62,8 @@ def tofu_cmd(
     ft_lr: Optional[float] = typer.Option(None, help="Target/retain fine-tuning learning rate (mini: 3e-4, full: 1e-5)."),
     ft_epochs: Optional[float] = typer.Option(None, help="Target/retain fine-tuning epochs (5)."),
     ft_batch_size: Optional[int] = typer.Option(None, help="Fine-tuning batch size per device."),
-    lr: Optional[float] = typer.Option(None, help="Unlearning learning rate, every method (mini: 2e-5, full: 1e-5)."),
-    epochs: Optional[float] = typer.Option(None, help="Unlearning epochs over the forget split; fixes the step count of every method (5)."),
+    lr: Optional[float] = typer.Option(None, help="Unlearning learning rate of every method (curves: each method's own by model size; equal-steps: mini 2e-5, full 1e-5)."),
+    epochs: Optional[float] = typer.Option(None, help="Unlearning epochs over the forget split (curves: each method's own; equal-steps: 5, fixing the step count of every method)."),
     batch_size: Optional[int] = typer.Option(None, help="Unlearning batch size per device (4)."),
     max_steps: Optional[int] = typer.Option(None, help="Unlearning optimizer steps for every method (overrides --epochs)."),
     alpha: Optional[float] = typer.Option(None, help="ULMR averaging weight (0.5)."),
@@ -74,7 +76,7 @@ def tofu_cmd(
     from ..benchmarks.tofu_bench import TofuBenchConfig, check_config, run_tofu_bench  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     cfg = validated(TofuBenchConfig, model=model, data=data, forget_split=forget_split, methods=_csv(methods, "--methods"), scale=scale,
-                 seeds=seeds, out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
+                 protocol=protocol, curve_points=curve_points, seeds=seeds, out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
                  eval_real_authors=eval_real_authors, eval_world_facts=eval_world_facts, max_new_tokens=max_new_tokens,
                  ft_lr=ft_lr, ft_epochs=ft_epochs, ft_batch_size=ft_batch_size, lr=lr, epochs=epochs, batch_size=batch_size,
                  max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, generator=generator, eval_batch_size=eval_batch_size)
@@ -93,10 +95,12 @@ def rwku_cmd(
     limit_train: Optional[int] = typer.Option(None, "--limit-train", help="Training items per method, the same cap for every method (32)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate at most N items per probe set, MIA set and MMLU (0: all; default 30, the laptop setting)."),
     utility: Optional[str] = typer.Option(None, "--utility", help="easy, mmlu or both (default; Gen = MMLU 5-shot, Easy = built-in set)."),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help="Unlearning runs per method and target (seeds 0..N-1; default 1)."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="curves (default: every method at its own defaults, evaluated along its run, ULMR at several α; one point per method chosen by the selection rule) or equal-steps (every method at one shared budget: the tables before 2026-12)."),
+    curve_points: Optional[int] = typer.Option(None, "--curve-points", help="Points evaluated along each gradient method's run (curves protocol; 4)."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Unlearning runs per method and target (seeds 0..N-1; default 1; curves: the selected point rerun at seeds 1..N-1)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default runs/bench/rwku); rerunning into it resumes."),
-    lr: Optional[float] = typer.Option(None, help="Unlearning learning rate, every method (5e-5, the laptop setting for a 135M model)."),
-    epochs: Optional[float] = typer.Option(None, help="Unlearning epochs over --limit-train items; fixes the step count of every method (1)."),
+    lr: Optional[float] = typer.Option(None, help="Unlearning learning rate of every method (curves: each method's own by model size; equal-steps: 5e-5, the laptop setting for a 135M model)."),
+    epochs: Optional[float] = typer.Option(None, help="Unlearning epochs over --limit-train items (curves: each method's own; equal-steps: 1, fixing the step count of every method)."),
     batch_size: Optional[int] = typer.Option(None, help="Unlearning batch size (4)."),
     max_steps: Optional[int] = typer.Option(None, help="Unlearning optimizer steps for every method (overrides --epochs)."),
     alpha: Optional[float] = typer.Option(None, help="ULMR averaging weight (0.5)."),
@@ -108,7 +112,7 @@ def rwku_cmd(
     from ..benchmarks.rwku_bench import RwkuBenchConfig, run_rwku_bench  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
     cfg = validated(RwkuBenchConfig, model=model, data=data, targets=_ints(targets, "--targets"), methods=_csv(methods, "--methods"),
-                 limit_train=limit_train, limit=limit, utility=utility, seeds=seeds, out=out, lr=lr, epochs=epochs,
+                 limit_train=limit_train, limit=limit, utility=utility, protocol=protocol, curve_points=curve_points, seeds=seeds, out=out, lr=lr, epochs=epochs,
                  batch_size=batch_size, max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, eval_batch_size=eval_batch_size)
     _threads(threads)
     res = run_rwku_bench(cfg)

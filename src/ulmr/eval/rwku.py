@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..data.chat import ChatFormat
 from ..data.rwku import CORE_PARTS, RwkuTarget, load_rwku
@@ -50,6 +50,7 @@ from ..metrics.fluency import ngram_entropy
 from ..metrics.mcq import accuracy, mcq_predict
 from ..metrics.mia import mia_statistic, text_nlls
 from ..metrics.rouge import NOANSWER, rwku_rouge_recall
+from ..refusal import is_refusal
 from .qa import mean
 from .report import Table, fmt, slash
 from .utility import evaluate_utility_easy, mcq_items
@@ -198,6 +199,40 @@ def _fluency(model, tokenizer, rows: list[dict], batch_size: int, max_new_tokens
     for rec in recs:
         rec["entropy"] = ngram_entropy(rec["generated"])
     return {"entropy": mean([x["entropy"] for x in recs]), "n": len(recs), "items": recs}
+
+
+def per_item_values(items: dict[str, list[dict[str, Any]]]) -> dict[str, list[float]]:
+    """``"<set>:<field>"`` -> one value per item of one target's evaluation: probe ROUGE-L recall (and, for
+    neighbour probes, whether the answer is a refusal), MIA mean NLL, MMLU / easy-set correctness."""
+    out: dict[str, list[float]] = {}
+    for k in PROBE_SETS:
+        out[f"{k}:rouge"] = [float(r["rouge_l_recall"]) for r in items[k]]
+        if k.startswith("neighbor"):
+            out[f"{k}:refusal"] = [float(is_refusal(r["generated"])) for r in items[k]]
+    for k in ("mia_forget", "mia_retain"):
+        out[f"{k}:nll"] = [float(r["mean_nll"]) for r in items[k]]
+    for k in ("mmlu", "utility_easy"):
+        if k in items:
+            out[f"{k}:correct"] = [float(bool(r["correct"])) for r in items[k]]
+    return out
+
+
+def metrics_from_items(values: Mapping[str, Sequence[float]]) -> dict[str, float | None]:
+    """One target's flat metrics (the bench's keys: 'forget.FB/QA/AA/All', 'neighbor.FB/QA/All', 'mia.FM/RM',
+    'Gen', 'Easy', 'over_refusal') from :func:`per_item_values` of any subset of the items; All = mean of the
+    levels (``pool='levels'``)."""
+    out: dict[str, float | None] = {}
+    for group in ("forget", "neighbor"):
+        levels = {PROBE_SETS[k][2]: mean(values[f"{k}:rouge"]) for k in PROBE_SETS if PROBE_SETS[k][1] == group}
+        out |= {f"{group}.{lv}": v for lv, v in levels.items()}
+        out[f"{group}.All"] = mean(list(levels.values()))
+    out["mia.FM"] = mia_statistic(values["mia_forget:nll"])
+    out["mia.RM"] = mia_statistic(values["mia_retain:nll"])
+    out["Gen"] = 100.0 * accuracy(values["mmlu:correct"]) if "mmlu:correct" in values else None
+    out["Easy"] = 100.0 * accuracy(values["utility_easy:correct"]) if "utility_easy:correct" in values else None
+    refusals = [x for k in PROBE_SETS if k.startswith("neighbor") for x in values[f"{k}:refusal"]]
+    out["over_refusal"] = 100.0 * sum(refusals) / len(refusals) if refusals else 0.0
+    return out
 
 
 def evaluate_rwku(model, tokenizer, data: str | Path | RwkuTarget, target: int = 1, limit: int | None = None,
