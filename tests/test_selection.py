@@ -92,3 +92,21 @@ def test_halves_split_forget_groups_only_and_consistently():
     assert sorted(sel["forget:R"] + rep["forget:R"]) == list(range(10)) and len(sel["forget:R"]) == 5
     assert [p - 10 for p in sel["forget:P"]] == sel["forget:R"]  # one item split for every field of the group
     assert sel["retain:R"] == rep["retain:R"] == [1, 2, 3]
+
+
+def test_sweep_and_alpha_auto_choose_through_select(monkeypatch):
+    """``ulmr sweep`` (select_alpha) and ``--alpha auto`` (pipeline.choose_alpha) both pick with selection.select."""
+    import ulmr.pipeline
+    import ulmr.sweep
+    from ulmr.config import UnlearnConfig
+    from ulmr.sweep import SweepPoint
+
+    seen = []
+    real = ulmr.sweep.select
+    monkeypatch.setattr(ulmr.sweep, "select", lambda points, rule: (seen.append(len(points)), real(points, rule))[1])
+    curve = [SweepPoint(a, 0.9 - a / 2, 0.5, 0.8, 0.0, 0.7 - (0.2 if a > 0.5 else 0.0)) for a in (0.0, 0.2, 0.4, 0.6, 1.0)]
+    assert ulmr.sweep.select_alpha(curve)[0] == 0.4 and seen == [4]
+    monkeypatch.setattr(ulmr.pipeline, "sweep", lambda *a, **k: curve)
+    cfg = UnlearnConfig(forget="f.jsonl", out="o", alpha="auto")
+    chosen, record = ulmr.pipeline.choose_alpha(cfg, None, None, "base", [{"question": "q", "answer": "a"}], [])
+    assert chosen == 0.4 and seen == [4, 4] and record["rule"].startswith("lowest probe_rouge")
