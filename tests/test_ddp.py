@@ -33,7 +33,6 @@ def test_ddp_two_processes_train_and_save_like_one(tiny_model_dir, tokenizer, tm
     """2 processes x batch 2 (DDP over gloo) against 1 process x batch 4: the same global batches, so the
     same per-step losses and final weights (within 1e-5)."""
     from ddp_train import FORGET, RETAIN
-
     from ulmr.data.chat import ChatFormat
 
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from scripts.robust import assert_one_line_error
 
 RETAIN = [{"question": "What is the capital of France?", "answer": "Paris is the capital of France."},

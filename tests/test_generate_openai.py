@@ -7,8 +7,8 @@ import logging
 import socket
 
 import pytest
-from helpers_openai_server import serve_openai
 
+from helpers_openai_server import serve_openai
 from ulmr.data.records import load_qa
 from ulmr.generate import BackendError, GenerateConfig, LocalBackend, OpenAIBackend, load_prompt, restructure
 

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from scripts.robust import assert_one_line_error, kill, start_cli, wait_until, write_forget
 
 # No generation and one step: the save is what is under test.

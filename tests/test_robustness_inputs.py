@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from scripts.robust import assert_one_line_error
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from scripts.robust import kill, load_weights, read_jsonl, run_cli, start_cli, wait_until, write_forget
 
 # Generation that ends fast on a random model: one round per slot, then the template fallback.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from helpers_openai_server import serve_openai
 from scripts.robust import assert_one_line_error, cli_env, run_cli, write_forget
 

@@ -16,7 +16,13 @@ from ulmr.verify.attacks import mc_options
 from ulmr.verify.quantize import group_scales
 from ulmr.verify.relearn import split_halves, split_indices
 from ulmr.verify.scoring import (
-    knowledge_passes, knowledge_row, overall, over_refusal, recovery_ratio, refusal_passes, verdicts,
+    knowledge_passes,
+    knowledge_row,
+    over_refusal,
+    overall,
+    recovery_ratio,
+    refusal_passes,
+    verdicts,
 )
 
 FORGET = [

@@ -13,9 +13,10 @@ def unlearn(model: str = "smollm2-135m", forget: str | Path = "", out: str | Pat
 
     >>> ulmr.unlearn("smollm2-135m", "forget.jsonl", "out/u1", alpha=0.5, epochs=3)
     """
+    from pydantic import ValidationError
+
     from .config import UnlearnConfig  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
     from .pipeline import unlearn as run  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
-    from pydantic import ValidationError
 
     try:
         cfg = UnlearnConfig(model=model, forget=str(forget), out=Path(out), **options)

@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_json, write_text
+from .config import UnlearnConfig
 from .data.records import load_qa
 from .errors import ConfigError, validated
+from .eval.qa import evaluate_qa
 from .eval.report import Table, fmt, markdown, print_table
 from .methods.registry import method_class
-from .progress import console
-from .pipeline import unlearn
 from .models import load
-from .eval.qa import evaluate_qa
-from .config import UnlearnConfig
+from .pipeline import unlearn
+from .progress import console
 from .training.data import equal_steps
 
 

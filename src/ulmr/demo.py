@@ -8,17 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_json, write_text
-from .data.records import load_qa
-from .eval.report import Table, fmt, markdown, print_table
-from .paths import resources_dir
-from .progress import console
-from .plots import pyplot, save_figure
-from .pipeline import unlearn
-from .models import load
-from .eval.utility import evaluate_utility_easy
-from .eval.qa import evaluate_qa
 from .config import UnlearnConfig
+from .data.records import load_qa
 from .errors import validated
+from .eval.qa import evaluate_qa
+from .eval.report import Table, fmt, markdown, print_table
+from .eval.utility import evaluate_utility_easy
+from .models import load
+from .paths import resources_dir
+from .pipeline import unlearn
+from .plots import pyplot, save_figure
+from .progress import console
 
 DEMO_SETS = {"forget": "forget.jsonl", "paraphrase": "paraphrases.jsonl", "neighbour": "neighbour.jsonl"}
 DEMO_MODEL = "smollm2-135m"

@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 
-from .version import __version__
 from .anchor import anchor_set
 from .atomic import atomic_dir, write_json, write_jsonl
 from .card import save_card, unlearn_card
@@ -37,12 +36,13 @@ from .generate.restructure import RestructureResult, restructure
 from .merge import average_model, check_alpha
 from .methods.base import Method
 from .methods.registry import method_class
-from .paths import records_dir_for
 from .models import base_weights_dir, cached_model_dir, load, resolve_model, save_model
+from .paths import records_dir_for
+from .sweep import AUTO_ALPHAS, select_alpha, sweep
 from .train import TrainResult, planned_epochs, train_unlearn
 from .verify.hook import RUN_RECORD, run_verify_after_unlearn
 from .verify.paraphrase import PROBE_FILE
-from .sweep import AUTO_ALPHAS, select_alpha, sweep
+from .version import __version__
 
 log = logging.getLogger(__name__)
 

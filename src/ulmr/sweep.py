@@ -24,22 +24,20 @@ from typing import Any, Sequence
 
 from pydantic import ValidationError
 
+from .anchor import anchor_set
+from .atomic import write_json, write_text
 from .config import SweepConfig
-from .data.records import QARecord
+from .data.records import QARecord, load_qa
 from .errors import ConfigError, validation_message
-from .selection import probe_rule, select
+from .eval.qa import evaluate_qa
+from .eval.report import Table, fmt, markdown, print_table
+from .eval.utility import evaluate_utility_easy
 from .merge import Interpolator
-from .progress import console
-from .plots import pyplot, save_figure
 from .models import cached_model_dir
 from .paths import find_run_file
-from .eval.utility import evaluate_utility_easy
-from .eval.report import markdown, print_table
-from .eval.report import Table, fmt
-from .eval.qa import evaluate_qa
-from .data.records import load_qa
-from .atomic import write_json, write_text
-from .anchor import anchor_set
+from .plots import pyplot, save_figure
+from .progress import console
+from .selection import probe_rule, select
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from .errors import ConfigError
 from .methods.refusals import load_refusals
 from .methods.registry import get_method, method_class
 from .progress import verbose
-from .training.checkpoints import drop_incomplete_checkpoints, last_complete_checkpoint
 from .training.answer_text import choose_answer_texts, model_answers
+from .training.checkpoints import drop_incomplete_checkpoints, last_complete_checkpoint
 from .training.data import PartCollator, RowDataset, add_original_answers, as_records, build_rows, match_retain_lengths, retain_schedule
 from .training.probe import EpochProbe
 from .training.reference import ModelReference, frozen_copy, precompute_ref_logps

@@ -32,13 +32,11 @@ from ..atomic import atomic_dir, write_json, write_text
 from ..config import BackendConfig, GenerateConfig, TrainConfig
 from ..eval.report import Table, fmt, markdown, print_table
 from ..methods.registry import display_name, method_class
+from ..methods.ulmr import ULMR
+from ..models import load, save_model
+from ..pipeline import finish_weights, make_backend, run_generation
 from ..progress import console
 from ..train import train_unlearn
-from ..pipeline import make_backend, run_generation
-from ..pipeline import finish_weights
-from ..models import save_model
-from ..models import load
-from ..methods.ulmr import ULMR
 
 log = logging.getLogger("ulmr.bench")
 

@@ -22,9 +22,8 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
-
 from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 from transformers import TrainerCallback
 

@@ -25,20 +25,19 @@ from typing import Any, Literal, Mapping, Optional, Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..config import Alpha, BatchSize, Count, Epochs, LearningRate, MaxLength, NewTokens, TrainConfig, Weight
-from ..data.records import QARecord, read_jsonl
-from ..errors import ConfigError, DataError
-from ..methods.registry import display_name, method_class, method_names
-from ..selection import rwku_rule
-from . import common, curves
-from ..training.data import equal_steps
-from .common import Column, Job, Scatter, StageStore
-from ..data.rwku import target_dir
-from ..refusal import refusal_rate
-from ..models import load
-from ..models import cached_model_dir
-from ..inference import generate
-from ..eval.rwku import RENDERING, evaluate_rwku, metrics_from_items, per_item_values
 from ..data.chat import ChatFormat
+from ..data.records import QARecord, read_jsonl
+from ..data.rwku import target_dir
+from ..errors import ConfigError, DataError
+from ..eval.rwku import RENDERING, evaluate_rwku, metrics_from_items, per_item_values
+from ..inference import generate
+from ..methods.registry import display_name, method_class, method_names
+from ..models import cached_model_dir, load
+from ..refusal import refusal_rate
+from ..selection import rwku_rule
+from ..training.data import equal_steps
+from . import common, curves
+from .common import Column, Job, Scatter, StageStore
 
 log = logging.getLogger("ulmr.bench")
 

@@ -27,22 +27,21 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..atomic import write_jsonl
 from ..config import Alpha, BatchSize, Count, Epochs, LearningRate, MaxLength, NewTokens, TrainConfig, Weight
 from ..data.records import QARecord, read_jsonl
+from ..data.tofu import ForgetSplit, _read_hub, load_tofu
 from ..errors import ConfigError, DataError
+from ..eval.tofu import evaluate_tofu, metrics_from_items, per_item_values
 from ..methods.registry import display_name, method_class, method_names
 from ..methods.retrain import Retrain
-from . import common, curves
+from ..metrics.truth_ratio import forget_quality
+from ..models import cached_model_dir, load
+from ..paths import cache_dir
 from ..selection import split_items, tofu_rule
 from ..training.data import equal_steps
+from . import common, curves
 from .common import Column, Job, Scatter, StageStore
-from ..data.tofu import ForgetSplit, load_tofu
-from ..paths import cache_dir
-from ..models import cached_model_dir, load
-from ..metrics.truth_ratio import forget_quality
-from ..eval.tofu import evaluate_tofu, metrics_from_items, per_item_values
-from ..data.tofu import _read_hub
-from ..atomic import write_jsonl
 
 log = logging.getLogger("ulmr.bench")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
 from ..errors import ConfigError
 from ..methods.registry import method_names
 from .common import check_value, validated
@@ -73,7 +74,11 @@ def tofu_cmd(
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
 ) -> None:
     """Fine-tune target and retain models (cached), unlearn the forget split with every method, evaluate all, write the table."""
-    from ..benchmarks.tofu_bench import TofuBenchConfig, check_config, run_tofu_bench  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..benchmarks.tofu_bench import (  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+        TofuBenchConfig,
+        check_config,
+        run_tofu_bench,
+    )
 
     cfg = validated(TofuBenchConfig, model=model, data=data, forget_split=forget_split, methods=_csv(methods, "--methods"), scale=scale,
                  protocol=protocol, curve_points=curve_points, seeds=seeds, out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
@@ -109,7 +114,10 @@ def rwku_cmd(
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
 ) -> None:
     """Per target: evaluate the original model, unlearn with every method, evaluate; the table averages over targets."""
-    from ..benchmarks.rwku_bench import RwkuBenchConfig, run_rwku_bench  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..benchmarks.rwku_bench import (  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+        RwkuBenchConfig,
+        run_rwku_bench,
+    )
 
     cfg = validated(RwkuBenchConfig, model=model, data=data, targets=_ints(targets, "--targets"), methods=_csv(methods, "--methods"),
                  limit_train=limit_train, limit=limit, utility=utility, protocol=protocol, curve_points=curve_points, seeds=seeds, out=out, lr=lr, epochs=epochs,

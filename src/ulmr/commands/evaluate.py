@@ -89,7 +89,12 @@ def rwku_cmd(
     """RWKU: Forget FB/QA/AA/All, Neighbour FB/QA/All, MIA FM/RM and utility for one target."""
     from ..data.rwku import CORE_PARTS, load_rwku  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
     from ..eval.report import write_report  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
-    from ..eval.rwku import EXTRAS, evaluate_rwku, rwku_table, summary  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..eval.rwku import (  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+        EXTRAS,
+        evaluate_rwku,
+        rwku_table,
+        summary,
+    )
 
     _options(target=target, limit=limit, utility=utility, pool=pool, extra_max_new_tokens=extra_max_new_tokens, batch_size=batch_size)
     extras = tuple(e.strip() for e in extra.split(",") if e.strip())

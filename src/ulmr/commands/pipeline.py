@@ -115,7 +115,11 @@ def generate_cmd(
 
     Resumable: rerunning the same command reuses finished rows (cache in OUT/generation_cache.jsonl)."""
     from ..atomic import write_json, write_jsonl  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
-    from ..config import BackendConfig, GenerateConfig, UnlearnConfig  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..config import (  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+        BackendConfig,
+        GenerateConfig,
+        UnlearnConfig,
+    )
     from ..data.records import load_qa  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
     from ..models import load  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
     from ..pipeline import make_backend, run_generation  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast

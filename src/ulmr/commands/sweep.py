@@ -27,7 +27,14 @@ def sweep_cmd(
     """Evaluate p_u = α·p_f + (1−α)·p_θ for each α in memory (nothing written per α); table + PNG curve."""
     from ..config import SweepConfig  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
     from ..models import base_weights_dir, load, load_model  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
-    from ..sweep import parse_alphas, report, resolve_probe, retain_probe, select_alpha, sweep  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+    from ..sweep import (  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
+        parse_alphas,
+        report,
+        resolve_probe,
+        retain_probe,
+        select_alpha,
+        sweep,
+    )
 
     opts = validated(SweepConfig, alphas=parse_alphas(alphas), tolerance=tolerance, retain_limit=retain_limit,
                      utility_limit=utility_limit, select=select, max_new_tokens=max_new_tokens)

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import DataError
 from ..atomic import write_jsonl
+from ..errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import torch
 from ..data.chat import IGNORE, ChatFormat, Encoded, collate
 from ..data.records import QARecord, parse_records
 from ..errors import ConfigError
+from ..generate.filters import key_span, term_spans
 from ..methods.base import Method
 from ..methods.refusals import preferred_answers
 from .answer_text import original_key
-from ..generate.filters import key_span, term_spans
 
 log = logging.getLogger(__name__)
 

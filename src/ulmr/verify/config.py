@@ -8,7 +8,6 @@ from ..config import BatchSize, Count, Fraction, LearningRate, NewTokens, Seed, 
 from ..errors import ConfigError, flag, validation_message
 from .attacks import ATTACKS
 
-
 API_ONLY = ("quant_bits", "relearn_batch_size", "attacks")  # VerifyConfig fields without a `ulmr verify` flag
 
 

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..data.records import load_qa
 from ..errors import DataError
 from ..paths import find_run_file, records_dir_for
 from .run import verify
-from ..data.records import load_qa
 
 RUN_RECORD = "ulmr_run.json"
 VERIFY_SUBDIR = "verify"

@@ -15,16 +15,16 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from ..anchor import model_fingerprint
 from ..atomic import read_jsonl_tolerant, write_jsonl
 from ..data.records import QARecord, load_qa
-from ..paths import cache_dir, find_run_file
-from ..models import cached_model_dir
-from ..generate.templates import load_prompt
-from ..generate.filters import check_rewrite, clean_rewrite
-from ..generate.fallbacks import fallback_rewrite
-from ..generate.cache import short_hash
 from ..generate.backends import LocalBackend
-from ..anchor import model_fingerprint
+from ..generate.cache import short_hash
+from ..generate.fallbacks import fallback_rewrite
+from ..generate.filters import check_rewrite, clean_rewrite
+from ..generate.templates import load_prompt
+from ..models import cached_model_dir
+from ..paths import cache_dir, find_run_file
 
 log = logging.getLogger(__name__)
 

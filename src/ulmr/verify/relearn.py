@@ -19,8 +19,8 @@ from transformers import TrainerCallback
 
 from ..data.records import QARecord
 from ..errors import ConfigError
-from ..train import TrainConfig, train_unlearn
 from ..methods.retrain import Retrain
+from ..train import TrainConfig, train_unlearn
 
 
 @dataclass

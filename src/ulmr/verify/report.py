@@ -8,8 +8,8 @@ from typing import Any
 from ..atomic import write_json, write_text
 from ..eval.report import Table, fmt, markdown, print_table
 from ..eval.rwku import QA_PROMPT
-from ..progress import console
 from ..plots import pyplot, save_figure
+from ..progress import console
 
 FILES = {"json": "verify.json", "items": "verify_items.json", "markdown": "verify.md", "png": "verify.png"}
 HEADER = ["Check", "Condition", "n", "Base ROUGE-L R (%)", "Unlearned ROUGE-L R (%)", "Base prob (%)",

@@ -14,18 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..anchor import anchor_set
 from ..data.records import QARecord, load_qa
 from ..eval.qa import evaluate_qa, mean
+from ..models import cached_model_dir, load
 from .attacks import ATTACKS, attack_records
 from .config import VerifyConfig, make_config
 from .paraphrase import held_out_paraphrases, records_hash
 from .quantize import quantize_model
 from .relearn import relearn, split_indices
-from .scoring import knowledge_row, over_refusal, overall, verdicts
 from .report import write_verify_report
-from ..models import load
-from ..models import cached_model_dir
-from ..anchor import anchor_set
+from .scoring import knowledge_row, over_refusal, overall, verdicts
 
 log = logging.getLogger(__name__)
 
