@@ -124,12 +124,12 @@ def test_card_shows_the_measured_figures_and_the_verify_summary():
                                                                              {"alpha": 0.4, **point, "probe_rouge": 0.2}]}}
     verify = {"passed": True, "checks": {"direct": True, "over_refusal": True},
               "rows": [{"check": "direct", "condition": "as asked", "n": 7, "base_rouge": 0.8, "unlearned_rouge": 0.1,
-                        "recovery": 0.125, "passed": True}],
+                        "recovery": 0.125, "prob_recovery": 0.25, "passed": True}],
               "over_refusal": {"base_rate": 0.0, "unlearned_rate": 0.05, "passed": True},
               "relearning": {"train_items": ["SECRET QUESTION?"]}}
     text = unlearn_card("u", record, verify=verify).text
     assert "| probe_rouge | 0.8 | 0.2 |" in text and "abc123" in text and "7 items were forgotten" in text
-    assert "Overall: **PASS**" in text and "| direct | as asked | 7 | 0.8 | 0.1 | 0.125 | True |" in text
+    assert "Overall: **PASS**" in text and "| direct | as asked | 7 | 0.8 | 0.1 | 0.125 | 0.25 | True |" in text
     assert "SECRET" not in text
 
 
@@ -176,5 +176,5 @@ def test_verify_summary_lands_on_the_card(cli, tiny_model_dir, qa_file, tmp_path
     assert code == 0, err
     assert calls == [out]
     text = _card(out).text
-    assert "Overall: **FAIL**" in text and "| direct | as asked | 3 | 0.5 | 0.4 | 0.8 | False |" in text
+    assert "Overall: **FAIL**" in text and "| direct | as asked | 3 | 0.5 | 0.4 | 0.8 | n/a | False |" in text
     assert not _leaks(out, _forget_texts(qa_file))

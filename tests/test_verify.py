@@ -143,10 +143,20 @@ def test_recovery_ratio_and_verdicts():
     assert refusal_passes(0.1, 0.2, 0.10) is True and refusal_passes(0.1, 0.25, 0.10) is False
     assert refusal_passes(0.5, 0.0, 0.10) is True
 
-    s = lambda r: {"rougeL_recall": r, "prob": 0.1, "n": 4}  # noqa: E731
-    rows = [knowledge_row("direct", "", s(0.8), s(0.1), 0.5), knowledge_row("adversarial", "a", s(0.8), s(0.2), 0.5),
-            knowledge_row("adversarial", "b", s(0.8), s(0.6), 0.5), knowledge_row("paraphrase", "", s(0.0), s(0.3), 0.5)]
+    s = lambda r, p=0.1: {"rougeL_recall": r, "prob": p, "n": 4}  # noqa: E731
+    u = lambda r, p=0.01: s(r, p)  # noqa: E731  (the unlearned model: a tenth of the base's answer probability)
+    rows = [knowledge_row("direct", "", s(0.8), u(0.1), 0.5), knowledge_row("adversarial", "a", s(0.8), u(0.2), 0.5),
+            knowledge_row("adversarial", "b", s(0.8), u(0.6), 0.5), knowledge_row("paraphrase", "", s(0.0, 0.0), u(0.3), 0.5)]
     assert [r.passed for r in rows] == [True, True, False, None]
+    assert rows[0].prob_recovery == pytest.approx(0.1) and rows[3].prob_recovery is None
+    # a refusal style: greedy answers no longer name the facts, but their probability is intact -> fails
+    refusing = knowledge_row("direct", "", s(0.8, 0.4), s(0.05, 0.38), 0.5)
+    assert refusing.recovery == pytest.approx(0.0625) and refusing.prob_recovery == pytest.approx(0.95) and refusing.passed is False
+    # no ROUGE-L to recover: the verdict rests on the probability
+    assert knowledge_row("direct", "", s(0.0, 0.4), s(0.0, 0.1), 0.5).passed is True
+    # relearning with a reference model: each measure has its own floor
+    rel = knowledge_row("relearning", "", s(0.8, 0.5), s(0.5, 0.3), 0.5, floor=0.2, prob_floor=0.1)
+    assert rel.recovery == pytest.approx(0.5) and rel.prob_recovery == pytest.approx(0.5) and rel.passed is True
     ref = over_refusal("anchor", {"refusal_rate": 0.0, "n": 5}, {"refusal_rate": 0.2, "n": 5}, 0.10)
     assert ref.passed is False and ref.rise == pytest.approx(0.2)
     checks = verdicts(rows, ref)

@@ -114,10 +114,12 @@ def _verify_lines(summary: dict[str, Any] | None) -> list[str]:
     passed = summary.get("passed")
     word = "INCONCLUSIVE" if passed is None else ("PASS" if passed else "FAIL")
     lines = ["## ulmr verify", "", f"Overall: **{word}**; checks: " + ", ".join(f"{k} {v}" for k, v in (summary.get("checks") or {}).items()), "",
-             "| check | condition | n | base ROUGE-L | unlearned ROUGE-L | recovery | passed |", "|---|---|---|---|---|---|---|"]
+             "| check | condition | n | base ROUGE-L | unlearned ROUGE-L | recovery (ROUGE-L) | recovery (prob) | passed |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in summary.get("rows") or []:
-        rec = "n/a" if r.get("recovery") is None else _num(r["recovery"])
-        lines.append(f"| {r['check']} | {r['condition']} | {r['n']} | {_num(r['base_rouge'])} | {_num(r['unlearned_rouge'])} | {rec} | {r['passed']} |")
+        rec, prob = ("n/a" if r.get(k) is None else _num(r[k]) for k in ("recovery", "prob_recovery"))
+        lines.append(f"| {r['check']} | {r['condition']} | {r['n']} | {_num(r['base_rouge'])} | {_num(r['unlearned_rouge'])} | {rec} | {prob} "
+                     f"| {r['passed']} |")
     ref = summary.get("over_refusal") or {}
     if ref:
         lines += ["", f"Over-refusal: refusal rate {ref.get('base_rate')} (base) -> {ref.get('unlearned_rate')} (unlearned), passed {ref.get('passed')}."]

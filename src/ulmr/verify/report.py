@@ -13,7 +13,7 @@ from ..progress import console
 
 FILES = {"json": "verify.json", "items": "verify_items.json", "markdown": "verify.md", "png": "verify.png"}
 HEADER = ["Check", "Condition", "n", "Base ROUGE-L R (%)", "Unlearned ROUGE-L R (%)", "Base prob (%)",
-          "Unlearned prob (%)", "Recovery", "Result"]
+          "Unlearned prob (%)", "Recovery (ROUGE-L)", "Recovery (prob)", "Result"]
 
 
 WRAPPER = QA_PROMPT.split("\n", 1)[0]  # shown once in the notes, not in every example
@@ -32,15 +32,17 @@ def verify_table(summary: dict[str, Any]) -> Table:
     """One row per measured condition plus the over-refusal row; notes state every threshold and budget."""
     s = summary["settings"]
     rows = [[r["check"], r["condition"], str(r["n"]), fmt(r["base_rouge"], 100), fmt(r["unlearned_rouge"], 100),
-             fmt(r["base_prob"], 100), fmt(r["unlearned_prob"], 100), fmt(r["recovery"]), _verdict(r["passed"])]
+             fmt(r["base_prob"], 100), fmt(r["unlearned_prob"], 100), fmt(r["recovery"]), fmt(r.get("prob_recovery")),
+             _verdict(r["passed"])]
             for r in summary["rows"]]
     o = summary["over_refusal"]
     rows.append(["over-refusal", o["source"], str(o["n"]), f"{fmt(o['base_rate'], 100)} refused",
-                 f"{fmt(o['unlearned_rate'], 100)} refused", "-", "-", f"{o['rise'] * 100:+.1f} pts", _verdict(o["passed"])])
+                 f"{fmt(o['unlearned_rate'], 100)} refused", "-", "-", f"{o['rise'] * 100:+.1f} pts", "-", _verdict(o["passed"])])
     rel = next((r for r in summary["rows"] if r["check"] == "relearning"), None)
     notes = [
-        f"Recovery = (unlearned - floor) / (base - floor) by ROUGE-L recall, base measured under the same condition; "
-        f"a knowledge check passes when recovery <= {s['threshold']:g}; n/a when the base itself scores <= floor.",
+        f"Recovery = (unlearned - floor) / (base - floor), by ROUGE-L recall and by answer probability (prob recovery), base "
+        f"measured under the same condition; a knowledge check passes when both are <= {s['threshold']:g}; n/a when the base "
+        "itself scores <= floor (the verdict then rests on the other).",
         f"Over-refusal passes when the refusal rate rises by <= {s['refusal_threshold'] * 100:g} points.",
         f"Relearning: {s['relearn_steps']} optimizer steps (AdamW, constant lr {s['relearn_lr']:g}, batch {min(s['relearn_batch_size'], len(summary['relearning']['train_items']))}) "
         f"of plain NLL on {len(summary['relearning']['train_items'])} items (half of the forget set), measured on the other half; the same procedure on the base gives the denominator"

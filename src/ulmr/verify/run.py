@@ -114,13 +114,14 @@ def _rows(inputs: Inputs, base: dict, unl: dict, ref: dict | None, cfg: VerifyCo
             knowledge_row("paraphrase", "held-out rewrites", b[PARAPHRASE], u[PARAPHRASE], t)]
     rows += [knowledge_row("adversarial", k[len(ADV):], b[k], u[k], t) for k in b if k.startswith(ADV)]
     floor = ref["relearn"]["sets"][RELEARN]["rougeL_recall"] if ref else 0.0
+    prob_floor = ref["relearn"]["sets"][RELEARN]["prob"] if ref else 0.0
     before = [r["rougeL_recall"] for i, r in enumerate(unl["qa"]["items"][DIRECT]) if i in set(inputs.test_idx)]
     rows.append(knowledge_row(
         "relearning", f"{cfg.relearn_steps} steps at lr {cfg.relearn_lr:g} on {len(inputs.train_idx)} items",
         base["relearn"]["sets"][RELEARN], unl["relearn"]["sets"][RELEARN], t, floor,
         {"unlearned_before": mean(before), "steps_run": {"base": base["relearn"]["steps"], "unlearned": unl["relearn"]["steps"],
                                                           **({"reference": ref["relearn"]["steps"]} if ref else {})},
-         "reference_after": floor if ref else None, "comparison": "reference model" if ref else "base model"}))
+         "reference_after": floor if ref else None, "comparison": "reference model" if ref else "base model"}, prob_floor))
     for bits in cfg.quant_bits:
         rows.append(knowledge_row("quantisation", f"{bits}-bit RTN, group {cfg.group_size}",
                                   base["quant"][bits]["sets"][DIRECT], unl["quant"][bits]["sets"][DIRECT], t))

@@ -1,14 +1,18 @@
 """Recovery ratios and pass/fail verdicts.
 
 Knowledge checks compare the unlearned model U with the base model M *under the same condition* (same
-prompts, same relearning procedure, same quantisation), by ROUGE-L recall of greedy answers::
+prompts, same relearning procedure, same quantisation), twice: by ROUGE-L recall of greedy answers and by
+the answers' probability (p̄ = exp(-mean answer NLL) of the gold answer)::
 
     recovery = (U - floor) / (M - floor)
 
 ``floor`` is 0, except for relearning with a reference model R0 that never knew the facts: then it is
 R0's score after the same relearning, i.e. what the relearning budget teaches from scratch. A check
-passes when ``recovery <= threshold`` (default 0.5: at most half of the base's knowledge shows). When M
-itself scores <= floor under a condition there is nothing to recover: ratio and verdict are None ("n/a").
+passes when both recoveries are ``<= threshold`` (default 0.5: at most half of the base's knowledge
+shows). ROUGE-L alone would pass a model that only learned to refuse while the facts keep their
+probability; the probability alone would miss facts still written out greedily. When M itself scores
+<= floor under a condition there is nothing to recover: that ratio is None ("n/a") and the verdict
+rests on the other; with neither, the verdict is None.
 Over-refusal passes when U refuses at most ``refusal_threshold`` (default 0.10 = 10 points) more of the
 retain/anchor questions than M does.
 """
@@ -50,22 +54,31 @@ class Row:
     unlearned_rouge: float
     base_prob: float
     unlearned_prob: float
-    recovery: float | None
+    recovery: float | None  # by ROUGE-L recall
     threshold: float
     passed: bool | None
     floor: float = 0.0
     extra: dict[str, Any] | None = None
+    prob_recovery: float | None = None  # by answer probability
+    prob_floor: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def both_pass(ratios: Iterable[float | None], threshold: float) -> bool | None:
+    """True when every measurable ratio is within ``threshold``; None when none is measurable."""
+    verdicts = [knowledge_passes(r, threshold) for r in ratios if r is not None]
+    return all(verdicts) if verdicts else None
+
+
 def knowledge_row(check: str, condition: str, base: dict[str, Any], unlearned: dict[str, Any], threshold: float,
-                  floor: float = 0.0, extra: dict[str, Any] | None = None) -> Row:
+                  floor: float = 0.0, extra: dict[str, Any] | None = None, prob_floor: float = 0.0) -> Row:
     """A :class:`Row` from two :func:`ulmr.eval.qa.summarize_set` summaries (base and unlearned)."""
     ratio = recovery_ratio(unlearned["rougeL_recall"], base["rougeL_recall"], floor)
+    prob_ratio = recovery_ratio(unlearned["prob"], base["prob"], prob_floor)
     return Row(check, condition, unlearned["n"], base["rougeL_recall"], unlearned["rougeL_recall"], base["prob"],
-               unlearned["prob"], ratio, threshold, knowledge_passes(ratio, threshold), floor, extra)
+               unlearned["prob"], ratio, threshold, both_pass((ratio, prob_ratio), threshold), floor, extra, prob_ratio, prob_floor)
 
 
 @dataclass
