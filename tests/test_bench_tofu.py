@@ -158,9 +158,11 @@ def test_bench_cli_defaults_are_the_config_defaults(bench, tmp_path, monkeypatch
     data = str(tmp_path)
     assert CliRunner().invoke(app, ["bench", bench, "--data", data]).exit_code == 0
     assert seen[-1] == cls(data=data)
-    res = CliRunner().invoke(app, ["bench", bench, "--data", data, "--alpha", "0.7", "--methods", "ga,npo", "--seeds", "2"])
+    res = CliRunner().invoke(app, ["bench", bench, "--data", data, "--alpha", "0.7", "--methods", "ga,npo", "--seeds", "2",
+                                   "--protocol", "equal-steps", "--curve-points", "6"])
     assert res.exit_code == 0, res.output
     assert (seen[-1].alpha, seen[-1].methods, seen[-1].seeds) == (0.7, ["ga", "npo"], 2)
+    assert (seen[-1].protocol, seen[-1].curve_points, cls(data=data).protocol) == ("equal-steps", 6, "curves")
 
 
 @pytest.mark.parametrize("bench", ["tofu", "rwku"])
