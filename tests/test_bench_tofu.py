@@ -110,7 +110,9 @@ def test_tofu_bench_outputs_cache_and_resume(tiny_model_dir, tiny_tofu, tmp_path
     assert str(ulmr.models.cached_model_dir(str(tiny_model_dir))) not in loaded and str(target_dir) in loaded
     for suffix in ("", "-base"):  # the default run's (base) generations and this one's (target) are kept apart
         assert (tmp_path / "run1" / "work" / f"ulmr-generation{suffix}" / "generation_cache.jsonl").exists()
-    assert len(list((tmp_path / "run1" / "stages").iterdir())) == 2
+    stage_dirs = sorted(p.name.split("-")[0] for p in (tmp_path / "run1" / "stages").iterdir())
+    assert len(stage_dirs) == 3 and stage_dirs.count("reference") == 1  # the target/retain evaluations are shared
+    assert third["timings"]["eval-target"]["reused"]
 
 
 def test_tofu_bench_seeds_report_mean_and_spread(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):

@@ -279,6 +279,22 @@ def stage_key(cfg: RwkuBenchConfig) -> str:
     return common.settings_key(settings | {"rendering": RENDERING})
 
 
+def before_key(cfg: RwkuBenchConfig) -> str:
+    """The original model's evaluations depend on the model, data and evaluation settings only: runs that
+    differ in their unlearning settings share them."""
+    return common.settings_key({"model": cfg.model, "data": cfg.data, "limit": cfg.limit, "utility": cfg.utility,
+                                "eval_batch_size": cfg.eval_batch_size, "rendering": RENDERING, "records": "per_item"})
+
+
+def _befores(cfg: RwkuBenchConfig, base: str, timings: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The original model evaluated on every target (stages ``t<N>/before``, shared by runs with the same
+    evaluation settings)."""
+    store = StageStore(cfg.out / "stages" / f"before-{before_key(cfg)}")
+    out = [store.run(f"t{t}/before", _before(cfg, base, t)) for t in cfg.targets]
+    timings.update(store.timings)
+    return out
+
+
 def _notes(cfg: RwkuBenchConfig, before: Sequence[dict[str, Any]]) -> list[str]:
     subjects = [b["subject"] for b in before]
     n0 = before[0]["n"]
@@ -293,8 +309,8 @@ def _notes(cfg: RwkuBenchConfig, before: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _payload(cfg: RwkuBenchConfig, store: StageStore, t0: float, **extra: Any) -> dict[str, Any]:
-    timings = dict(store.timings)
+def _payload(cfg: RwkuBenchConfig, store: StageStore, t0: float, before_timings: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    timings = {**before_timings, **store.timings}
     timings["total, this invocation"] = {"seconds": round(time.time() - t0, 1), "reused": False}
     return {"benchmark": "rwku", "settings": cfg.model_dump(mode="json"), "stages": str(store.root), "timings": timings, **extra}
 
@@ -315,12 +331,11 @@ TITLE = "RWKU, {model}, targets {targets}"
 def _equal_steps(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show: bool) -> dict[str, Any]:
     """Every method for the same optimizer steps at one lr; one row per method (mean over targets and seeds)."""
     steps = cfg.max_steps or equal_steps(cfg.limit_train, cfg.batch_size, cfg.grad_accum, cfg.epochs or EQUAL_STEPS_EPOCHS)
-    jobs: list[Job] = []
-    for t in cfg.targets:
-        jobs.append(Job(f"t{t}/before", "before", 0, _before(cfg, base, t)))
-        jobs += [Job(f"t{t}/{m}-seed{s}", m, s, unlearn_job(cfg, m, s, t, base, steps, cfg.out))
-                 for m in cfg.methods for s in range(cfg.seeds)]
-    done = common.run_jobs(store, jobs)  # label -> results in target-major order
+    before_timings: dict[str, Any] = {}
+    befores = _befores(cfg, base, before_timings)
+    jobs = [Job(f"t{t}/{m}-seed{s}", m, s, unlearn_job(cfg, m, s, t, base, steps, cfg.out))
+            for t in cfg.targets for m in cfg.methods for s in range(cfg.seeds)]
+    done = {"before": befores, **common.run_jobs(store, jobs)}  # label -> results in target-major order
 
     def per_seed(label: str, seeds: int) -> list[dict[str, Any]]:
         """One result per seed whose metrics are the mean over targets."""
@@ -335,7 +350,7 @@ def _equal_steps(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, 
                  f"lr {cfg.lr or EQUAL_STEPS_LR:g}, batch {cfg.batch_size} x {cfg.grad_accum}; ULMR alpha {cfg.alpha:g}, "
                  f"{common.ulmr_term(cfg.answer_weight)}; seeds {cfg.seeds}.")
     notes += common.dfr_notes(cfg.methods, done)
-    payload = _payload(cfg, store, t0, unlearning_steps=steps,
+    payload = _payload(cfg, store, t0, before_timings, unlearning_steps=steps,
                        per_target={f"{label}": [r["metrics"] for r in res] for label, res in done.items()},
                        training={m: [r.get("training") for r in done[m]] for m in cfg.methods})
     scatter = Scatter("forget.All", "neighbor.All", "Forget All (ROUGE-L recall x100, lower = forgotten)",
@@ -374,10 +389,11 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
     """Every method at its own defaults along its curve, per target; points merged over targets; one point per
     method chosen by the rule on the selection half, reported on the report half."""
     T = len(cfg.targets)
-    jobs = [Job(f"t{t}/before", "before", 0, _before(cfg, base, t)) for t in cfg.targets]
-    jobs += [Job(f"t{t}/{m}-seed0", m, 0, curve_job(cfg, m, 0, t, base, store)) for t in cfg.targets for m in cfg.methods]
+    before_timings: dict[str, Any] = {}
+    befores = _befores(cfg, base, before_timings)
+    jobs = [Job(f"t{t}/{m}-seed0", m, 0, curve_job(cfg, m, 0, t, base, store)) for t in cfg.targets for m in cfg.methods]
     done = common.run_jobs(store, jobs)  # label -> results in target order
-    before = merge_targets(done["before"], cfg.targets)
+    before = merge_targets(befores, cfg.targets)
     b = before["metrics"]
     view = curves.View(targets_metrics(cfg.targets), is_forget_group, rwku_rule(b["neighbor.All"], b.get("Easy")))
     methods: dict[str, dict[str, Any]] = {}
@@ -394,7 +410,7 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
         methods[display_name(m)] = {"method": m, **summary, "training": [r["training"] for r in done[m]]}
     refs = {"Before": curves.reference_summary(before, view)}
     rows = curves.curve_rows(refs, methods)
-    notes = _notes(cfg, done["before"])
+    notes = _notes(cfg, befores)
     notes[2:2] = [
         f"protocol curves: --limit-train {cfg.limit_train} items per method, each method at its own lr and epochs (training in "
         f"results.json), evaluated at {cfg.curve_points} points of one run per target; ULMR: one p_f at α "
@@ -404,7 +420,7 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
         f"Seeds {cfg.seeds}.",
     ]
     notes += common.dfr_notes(cfg.methods, {v["method"]: [{"training": t} for t in v["training"]] for v in methods.values()})
-    payload = _payload(cfg, store, t0, rule=view.rule.describe(), methods=methods, references=refs)
+    payload = _payload(cfg, store, t0, before_timings, rule=view.rule.describe(), methods=methods, references=refs)
     title = TITLE.format(model=cfg.model, targets=", ".join(map(str, cfg.targets)))
     plot = lambda path: curves.curve_png(path, methods, {n: r["metrics"] for n, r in refs.items()}, "neighbor.All", "forget.All",  # noqa: E731
                                          "Neighbour All (ROUGE-L recall x100, higher = kept)",

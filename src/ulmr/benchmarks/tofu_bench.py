@@ -289,6 +289,13 @@ def stage_key(cfg: TofuBenchConfig, target: Path, retain: Path) -> str:
                                 **({"generator": cfg.generator} if cfg.generator != "target" else {}), **curve})
 
 
+def reference_key(cfg: TofuBenchConfig, target: Path, retain: Path) -> str:
+    """The target's and the retain model's evaluations depend on the models and the evaluation settings only:
+    runs that differ in their unlearning settings share them."""
+    return common.settings_key({"target": target.name, "retain": retain.name, **eval_limits(cfg), "max_new_tokens": cfg.get("max_new_tokens"),
+                                "eval_batch_size": cfg.eval_batch_size, "records": "per_item"})
+
+
 def _gen_suffix(cfg: TofuBenchConfig) -> str:
     return "" if cfg.generator == "target" else f"-{cfg.generator}"
 
@@ -344,9 +351,11 @@ def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
     sets = load_tofu(cfg.data, cfg.forget_split)
     timings: dict[str, dict[str, Any]] = {}
     target_dir, retain_dir = cached_models(cfg, forget, retain, timings)
+    refs = StageStore(cfg.out / "stages" / f"reference-{reference_key(cfg, target_dir, retain_dir)}")
+    ref = refs.run("eval-retain", lambda: _eval_dir(retain_dir, cfg, sets, None))
+    tgt = refs.run("eval-target", lambda: _eval_dir(target_dir, cfg, sets, ref["forget_ratios"]))
+    timings.update(refs.timings)
     store = StageStore(cfg.out / "stages" / stage_key(cfg, target_dir, retain_dir))
-    ref = store.run("eval-retain", lambda: _eval_dir(retain_dir, cfg, sets, None))
-    tgt = store.run("eval-target", lambda: _eval_dir(target_dir, cfg, sets, ref["forget_ratios"]))
     run = _Run(cfg, forget, retain, sets, target_dir, retain_dir, store, ref, tgt, timings, t0)
     return _equal_steps(run, show) if cfg.protocol == "equal-steps" else _curves(run, show)
 
