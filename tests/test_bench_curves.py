@@ -167,11 +167,11 @@ def test_rwku_bench_curves_merge_targets_and_select(tiny_model_dir, rwku_dir, tm
     monkeypatch.setenv("ULMR_QUIET", "1")
     cfg = RwkuBenchConfig(model=str(tiny_model_dir), data=str(rwku_dir), targets=[111, 106], methods=["ga", "ulmr"], limit_train=2,
                           limit=2, utility="easy", out=tmp_path / "run", max_steps=2, curve_points=2, batch_size=2, eval_batch_size=8,
-                          max_length=128, answer_tokens=4, gen_max_new_tokens=4, lr=1e-2)
+                          max_length=128, answer_tokens=4, gen_max_new_tokens=4, lr=1e-2, ulmr_alphas=[1.0, 0.5])
     res = run_rwku_bench(cfg, show=False)
     ga = res["methods"]["Gradient Ascent"]
     assert [p["point"] for p in ga["curve"]] == [{"step": 1}, {"step": 2}]
-    assert len(res["methods"]["ULMR"]["curve"]) == len(curves.ALPHAS)
+    assert [p["point"] for p in res["methods"]["ULMR"]["curve"]] == [{"alpha": 0.5}, {"alpha": 1.0}]
     stages = Path(res["stages"])
     per_target = [json.loads((stages / f"t{t}" / "ga-seed0" / "step2.json").read_text(encoding="utf-8")) for t in (111, 106)]
     last = ga["curve"][-1]
@@ -181,3 +181,17 @@ def test_rwku_bench_curves_merge_targets_and_select(tiny_model_dir, rwku_dir, tm
     assert is_forget_group("t111/forget_qa") and is_forget_group("t5/mia_forget") and not is_forget_group("t111/neighbor_fb")
     assert [r.name for r in res["rows"]][0] == "Before" and "95% bootstrap intervals" in res["paths"]["markdown"].read_text(encoding="utf-8")
     assert res["paths"]["png"].stat().st_size > 0
+
+
+def test_ulmr_alphas_above_one_need_allow_extrapolation(tmp_path):
+    from pydantic import ValidationError
+
+    from ulmr.benchmarks.rwku_bench import RwkuBenchConfig
+    from ulmr.benchmarks.tofu_bench import stage_key
+
+    for cls in (TofuBenchConfig, RwkuBenchConfig):
+        with pytest.raises(ValidationError, match="must be <= 1 \\(got 1.5\\); pass --allow-extrapolation"):
+            cls(data=str(tmp_path), ulmr_alphas=[0.5, 1.5])
+        assert cls(data=str(tmp_path), ulmr_alphas=[1.5, 0.5, 1.5], allow_extrapolation=True).ulmr_alphas == [0.5, 1.5]
+    default, wider = TofuBenchConfig(data=str(tmp_path)), TofuBenchConfig(data=str(tmp_path), ulmr_alphas=[0.5, 1.0])
+    assert stage_key(default, tmp_path, tmp_path) != stage_key(wider, tmp_path, tmp_path)

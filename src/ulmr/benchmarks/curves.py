@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from transformers import TrainerCallback
 
-from ..config import TrainConfig
+from ..config import TrainConfig, alpha_problem
 from ..eval.report import Table
 from ..merge import Interpolator
 from ..models import base_weights_dir
@@ -38,6 +38,18 @@ from .common import StageStore
 
 ALPHAS = (0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
 SPLIT_SEED = 0  # the one seeded split of the forget items into selection and report halves
+
+
+def check_alphas(values: Sequence[float], allow_extrapolation: bool) -> list[float]:
+    """ULMR's α points of a bench (pydantic validator body): sorted, unique, each in (0, 1], or above 1 (the task
+    vector extrapolated) with ``allow_extrapolation``."""
+    if not values:
+        raise ValueError("give at least one α")
+    for a in values:
+        problem = alpha_problem(a, allow_extrapolation, hint=False)
+        if problem:
+            raise ValueError(problem + ("; pass --allow-extrapolation to extrapolate the task vector" if a > 1 else ""))
+    return sorted(set(float(a) for a in values))
 
 Evaluate = Callable[[Any, Any], dict[str, Any]]  # (model in eval mode, tokenizer) -> metrics + per_item
 
@@ -156,14 +168,14 @@ def describe_point(point: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- running a method's curve
 def method_curve(store: StageStore, stage: str, start: str | Path, forget: Sequence[Any], retain: Sequence[Any] | None,
                  tcfg: TrainConfig, work: Path, evaluate: Evaluate, n_points: int, averaged: bool,
-                 only: Mapping[str, Any] | None = None):
+                 only: Mapping[str, Any] | None = None, alphas: Sequence[float] = ALPHAS):
     """One training run of a method from ``start`` and its curve: with ``averaged`` (ULMR) the α points of the
-    trained p_f, else ``n_points`` points along the run; ``only`` (a selected point's settings, for another
-    seed): that point alone, after the same schedule. Returns (points, TrainResult)."""
+    trained p_f at ``alphas``, else ``n_points`` points along the run; ``only`` (a selected point's settings,
+    for another seed): that point alone, after the same schedule. Returns (points, TrainResult)."""
     if averaged:
         model, tok, res = common.train_model(start, forget, retain, tcfg, work)
         cost = {"steps": res.steps, "train_tokens": res.train_tokens, "train_seconds": round(res.seconds, 1)}
-        alphas = [only["alpha"]] if only else ALPHAS
+        alphas = [only["alpha"]] if only else alphas
         return alpha_points(store, stage, model, tok, base_weights_dir(str(start)), evaluate, cost, alphas), res
     cb = StepPoints(store, stage, n_points, evaluate, at=[only["step"]] if only else None)
     _, _, res = common.train_model(start, forget, retain, tcfg, work, callbacks=[cb])

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..config import Alpha, BatchSize, Count, Epochs, LearningRate, MaxLength, NewTokens, TrainConfig, Weight
 from ..data.chat import ChatFormat
@@ -75,6 +75,8 @@ class RwkuBenchConfig(BaseModel):
     grad_accum: Count = 1
     max_steps: Optional[Count] = Field(None, description="unlearning steps for every method (default: epochs over limit_train items)")
     alpha: Alpha = 0.5
+    allow_extrapolation: bool = Field(False, description="let --ulmr-alphas go above 1 (p_θ + α·(p_f − p_θ) beyond p_f)")
+    ulmr_alphas: list[float] = Field(default_factory=lambda: list(curves.ALPHAS), description="ULMR's α points (curves protocol)")
     answer_weight: Optional[Weight] = Field(
         None, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
     eval_batch_size: BatchSize = 16
@@ -89,6 +91,11 @@ class RwkuBenchConfig(BaseModel):
         if not v or any(t < 1 for t in v):
             raise ValueError("give one or more target numbers >= 1")
         return list(dict.fromkeys(v))
+
+    @field_validator("ulmr_alphas")
+    @classmethod
+    def _alphas(cls, v: list[float], info: ValidationInfo) -> list[float]:
+        return curves.check_alphas(v, bool(info.data.get("allow_extrapolation")))
 
     @field_validator("methods")
     @classmethod
@@ -241,7 +248,7 @@ def curve_job(cfg: RwkuBenchConfig, method: str, seed: int, target: int, base: s
         tcfg = _train_config(cfg, method, seed, cfg.max_steps or -1)
         points, res = curves.method_curve(store, stage, base, forget, retain, tcfg, cfg.out / "work" / stage.replace("/", "-"),
                                           lambda m, tok: evaluate(m, tok, cfg, target), cfg.curve_points,
-                                          method_class(method).default_alpha is not None, only)
+                                          method_class(method).default_alpha is not None, only, cfg.ulmr_alphas)
         return {"curve": points, "training": curves.training_record(res, info)}
 
     return run
@@ -270,12 +277,14 @@ COLUMNS = [
 def stage_key(cfg: RwkuBenchConfig) -> str:
     """Stage results are valid for this model, data, caps, unlearning settings and probe rendering only (the
     equal-steps key is the one of the tables before the curves protocol: lr and epochs resolved)."""
-    skip = ("targets", "methods", "seeds", "out", "protocol", "curve_points")
+    skip = ("targets", "methods", "seeds", "out", "protocol", "curve_points", "ulmr_alphas", "allow_extrapolation")
     settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in skip}
     if cfg.protocol == "equal-steps":
         settings |= {"lr": cfg.lr or EQUAL_STEPS_LR, "epochs": cfg.epochs or EQUAL_STEPS_EPOCHS}
     else:
         settings |= {"protocol": cfg.protocol, "curve_points": cfg.curve_points}
+        if cfg.ulmr_alphas != list(curves.ALPHAS):
+            settings["ulmr_alphas"] = cfg.ulmr_alphas
     return common.settings_key(settings | {"rendering": RENDERING})
 
 
@@ -414,7 +423,7 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
     notes[2:2] = [
         f"protocol curves: --limit-train {cfg.limit_train} items per method, each method at its own lr and epochs (training in "
         f"results.json), evaluated at {cfg.curve_points} points of one run per target; ULMR: one p_f at α "
-        f"{', '.join(f'{a:g}' for a in curves.ALPHAS)}, {common.ulmr_term(cfg.answer_weight)}.",
+        f"{', '.join(f'{a:g}' for a in cfg.ulmr_alphas)}, {common.ulmr_term(cfg.answer_weight)}.",
         f"selection rule: {view.rule.describe()}; chosen on half of each target's forget probes and forget MIA texts "
         f"(selection half), reported on the other half (report half; neighbour and utility sets whole); † = no point held utility. "
         f"Seeds {cfg.seeds}.",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..atomic import write_jsonl
 from ..config import Alpha, BatchSize, Count, Epochs, LearningRate, MaxLength, NewTokens, TrainConfig, Weight
@@ -92,6 +92,8 @@ class TofuBenchConfig(BaseModel):
     grad_accum: Optional[Count] = None
     max_steps: Optional[Count] = Field(None, description="unlearning steps for every method (default: epochs over the forget split)")
     alpha: Alpha = 0.5
+    allow_extrapolation: bool = Field(False, description="let --ulmr-alphas go above 1 (p_θ + α·(p_f − p_θ) beyond p_f)")
+    ulmr_alphas: list[float] = Field(default_factory=lambda: list(curves.ALPHAS), description="ULMR's α points (curves protocol)")
     answer_weight: Optional[Weight] = Field(
         None, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
     gen_max_new_tokens: NewTokens = Field(64, description="new tokens per generated rewrite / negative response (ULMR)")
@@ -102,6 +104,11 @@ class TofuBenchConfig(BaseModel):
     # D_fr is 100% template fallbacks (docs/results/tofu.md); "target" is the paper's recipe.
     generator: Literal["target", "base"] = Field(
         "base", description="ULMR's generator: the model before TOFU fine-tuning, or the target model (the paper's p_θ)")
+
+    @field_validator("ulmr_alphas")
+    @classmethod
+    def _alphas(cls, v: list[float], info: ValidationInfo) -> list[float]:
+        return curves.check_alphas(v, bool(info.data.get("allow_extrapolation")))
 
     @field_validator("methods")
     @classmethod
@@ -267,7 +274,7 @@ def curve_job(cfg: TofuBenchConfig, method: str, seed: int, target: Path, forget
         forget_items, info = method_forget(cfg, method, target, forget, cfg.out, seed)
         points, res = curves.method_curve(store, stage, target, forget_items, retain, curve_train_config(cfg, method, seed),
                                           cfg.out / "work" / stage, lambda m, tok: evaluate(m, tok, cfg, sets, reference),
-                                          cfg.curve_points, cls.default_alpha is not None, only)
+                                          cfg.curve_points, cls.default_alpha is not None, only, cfg.ulmr_alphas)
         return {"curve": points, "training": curves.training_record(res, info)}
 
     return run
@@ -283,6 +290,8 @@ def stage_key(cfg: TofuBenchConfig, target: Path, retain: Path) -> str:
     """Stage results are valid for these models, caps and unlearning settings only."""
     s = {k: cfg.get(k) for k in SCALES["mini"] if not k.startswith("ft_") and k != "train_retain"}
     curve = {"protocol": cfg.protocol, "curve_points": cfg.curve_points, "lr": cfg.lr, "epochs": cfg.epochs} if cfg.protocol == "curves" else {}
+    if cfg.protocol == "curves" and cfg.ulmr_alphas != list(curves.ALPHAS):
+        curve["ulmr_alphas"] = cfg.ulmr_alphas
     return common.settings_key({**s, "target": target.name, "retain": retain.name, "alpha": cfg.alpha, "answer_weight": cfg.answer_weight, "max_steps": cfg.max_steps,
                                 "gen_max_new_tokens": cfg.gen_max_new_tokens,
                                 "lora": cfg.lora, "eval_batch_size": cfg.eval_batch_size,
@@ -410,7 +419,7 @@ def _curves(run: _Run, show: bool) -> dict[str, Any]:
     notes = run.notes()
     notes[2:2] = [
         f"protocol curves: each method at its own lr and epochs (training column of results.json), evaluated at {cfg.curve_points} points "
-        f"of one run; ULMR: one p_f at α {', '.join(f'{a:g}' for a in curves.ALPHAS)}, {common.ulmr_term(cfg.answer_weight)}, "
+        f"of one run; ULMR: one p_f at α {', '.join(f'{a:g}' for a in cfg.ulmr_alphas)}, {common.ulmr_term(cfg.answer_weight)}, "
         f"generator {cfg.generator} model; Retraining = the retain model.",
         f"selection rule: {view.rule.describe()}; chosen on {n_sel} forget items (selection half), reported on the other {n_rep} "
         f"(report half; utility sets whole); † = no point held utility. Seeds {cfg.seeds}.",

@@ -33,6 +33,15 @@ def _ints(value: Optional[str], flag: str) -> Optional[list[int]]:
         raise ConfigError(f"{flag}: expected comma-separated integers, got '{value}'") from None
 
 
+def _floats(value: Optional[str], flag: str) -> Optional[list[float]]:
+    if value is None:
+        return None
+    try:
+        return [float(x) for x in _csv(value, flag) or []]
+    except ValueError:
+        raise ConfigError(f"{flag}: expected comma-separated numbers, got '{value}'") from None
+
+
 def _threads(threads: Optional[int]) -> None:
     from ..config import Threads  # deferred: loads torch/transformers; keeps `ulmr --help` and option errors fast
 
@@ -52,6 +61,8 @@ def tofu_cmd(
     scale: Optional[str] = typer.Option(None, "--scale", help="mini (default; laptop: 8 retain authors, capped evaluation) or full (the paper's protocol, GPUs)."),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="curves (default: every method at its own defaults, evaluated along its run, ULMR at several α; one point per method chosen by the selection rule) or equal-steps (every method at one shared budget: the tables before 2026-12)."),
     curve_points: Optional[int] = typer.Option(None, "--curve-points", help="Points evaluated along each gradient method's run (curves protocol; 4)."),
+    ulmr_alphas: Optional[str] = typer.Option(None, "--ulmr-alphas", help="ULMR's α points, comma-separated (curves protocol; 0.2,0.4,0.5,0.6,0.8,1)."),
+    allow_extrapolation: Optional[bool] = typer.Option(None, "--allow-extrapolation", help="Let --ulmr-alphas go above 1 (the task vector p_f − p_θ scaled beyond p_f)."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Unlearning runs per method (seeds 0..N-1; default 1; curves: the selected point rerun at seeds 1..N-1); the table shows mean and spread."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default runs/bench/tofu); rerunning into it resumes."),
     train_retain: Optional[int] = typer.Option(None, help="Retain QA in the training set (mini: 160)."),
@@ -81,7 +92,8 @@ def tofu_cmd(
     )
 
     cfg = validated(TofuBenchConfig, model=model, data=data, forget_split=forget_split, methods=_csv(methods, "--methods"), scale=scale,
-                 protocol=protocol, curve_points=curve_points, seeds=seeds, out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
+                 protocol=protocol, curve_points=curve_points, ulmr_alphas=_floats(ulmr_alphas, '--ulmr-alphas'),
+                 allow_extrapolation=allow_extrapolation, seeds=seeds, out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
                  eval_real_authors=eval_real_authors, eval_world_facts=eval_world_facts, max_new_tokens=max_new_tokens,
                  ft_lr=ft_lr, ft_epochs=ft_epochs, ft_batch_size=ft_batch_size, lr=lr, epochs=epochs, batch_size=batch_size,
                  max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, generator=generator, eval_batch_size=eval_batch_size)
@@ -102,6 +114,8 @@ def rwku_cmd(
     utility: Optional[str] = typer.Option(None, "--utility", help="easy, mmlu or both (default; Gen = MMLU 5-shot, Easy = built-in set)."),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="curves (default: every method at its own defaults, evaluated along its run, ULMR at several α; one point per method chosen by the selection rule) or equal-steps (every method at one shared budget: the tables before 2026-12)."),
     curve_points: Optional[int] = typer.Option(None, "--curve-points", help="Points evaluated along each gradient method's run (curves protocol; 4)."),
+    ulmr_alphas: Optional[str] = typer.Option(None, "--ulmr-alphas", help="ULMR's α points, comma-separated (curves protocol; 0.2,0.4,0.5,0.6,0.8,1)."),
+    allow_extrapolation: Optional[bool] = typer.Option(None, "--allow-extrapolation", help="Let --ulmr-alphas go above 1 (the task vector p_f − p_θ scaled beyond p_f)."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Unlearning runs per method and target (seeds 0..N-1; default 1; curves: the selected point rerun at seeds 1..N-1)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default runs/bench/rwku); rerunning into it resumes."),
     lr: Optional[float] = typer.Option(None, help="Unlearning learning rate of every method (curves: each method's own by model size; equal-steps: 5e-5, the laptop setting for a 135M model)."),
@@ -120,7 +134,8 @@ def rwku_cmd(
     )
 
     cfg = validated(RwkuBenchConfig, model=model, data=data, targets=_ints(targets, "--targets"), methods=_csv(methods, "--methods"),
-                 limit_train=limit_train, limit=limit, utility=utility, protocol=protocol, curve_points=curve_points, seeds=seeds, out=out, lr=lr, epochs=epochs,
+                 limit_train=limit_train, limit=limit, utility=utility, protocol=protocol, curve_points=curve_points, ulmr_alphas=_floats(ulmr_alphas, '--ulmr-alphas'),
+                 allow_extrapolation=allow_extrapolation, seeds=seeds, out=out, lr=lr, epochs=epochs,
                  batch_size=batch_size, max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, eval_batch_size=eval_batch_size)
     _threads(threads)
     res = run_rwku_bench(cfg)
