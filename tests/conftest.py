@@ -158,3 +158,12 @@ def qa_file(tmp_path) -> Path:
     p = tmp_path / "forget.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return p
+
+
+def tofu_slice(tofu_dir: Path, out: Path, counts: dict[str, int]) -> Path:
+    """``out`` holding the first ``counts[name]`` rows of each TOFU file ``name`` (a tiny TOFU for the benches)."""
+    out.mkdir()
+    for name, n in counts.items():
+        lines = (tofu_dir / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out

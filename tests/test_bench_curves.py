@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import tofu_slice
 from ulmr.benchmarks import common, curves
 from ulmr.benchmarks.tofu_bench import TofuBenchConfig, run_tofu_bench
 from ulmr.config import TrainConfig
@@ -22,12 +23,7 @@ FILES = {"forget01": 4, "retain99": 4, "forget01_perturbed": 4, "retain_perturbe
 
 @pytest.fixture
 def tiny_tofu(tofu_dir: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "tofu"
-    out.mkdir()
-    for name, n in FILES.items():
-        lines = (tofu_dir / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    return tofu_slice(tofu_dir, tmp_path / "tofu", FILES)
 
 
 def _cfg(model: Path, data: Path, out: Path, methods: list[str], **kw) -> TofuBenchConfig:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tofu_slice
 from ulmr.benchmarks import common
 from ulmr.benchmarks.tofu_bench import TofuBenchConfig, run_tofu_bench
 
@@ -18,12 +19,7 @@ FILES = {"forget01": 2, "retain99": 4, "forget01_perturbed": 2, "retain_perturbe
 @pytest.fixture
 def tiny_tofu(tofu_dir: Path, tmp_path: Path) -> Path:
     """The first rows of each TOFU file the bench reads."""
-    out = tmp_path / "tofu"
-    out.mkdir()
-    for name, n in FILES.items():
-        lines = (tofu_dir / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    return tofu_slice(tofu_dir, tmp_path / "tofu", FILES)
 
 
 def _cfg(model: Path, data: Path, out: Path, methods: list[str]) -> TofuBenchConfig:

@@ -24,22 +24,15 @@ def _csv(value: Optional[str], flag: str) -> Optional[list[str]]:
     return items
 
 
-def _ints(value: Optional[str], flag: str) -> Optional[list[int]]:
+def _numbers(value: Optional[str], flag: str, cast: type, what: str) -> Optional[list]:
+    """The comma-separated list as ``cast`` values (None when the flag was not given); one line naming the flag
+    when an entry is not a ``what``."""
     if value is None:
         return None
     try:
-        return [int(x) for x in _csv(value, flag) or []]
+        return [cast(x) for x in _csv(value, flag) or []]
     except ValueError:
-        raise ConfigError(f"{flag}: expected comma-separated integers, got '{value}'") from None
-
-
-def _floats(value: Optional[str], flag: str) -> Optional[list[float]]:
-    if value is None:
-        return None
-    try:
-        return [float(x) for x in _csv(value, flag) or []]
-    except ValueError:
-        raise ConfigError(f"{flag}: expected comma-separated numbers, got '{value}'") from None
+        raise ConfigError(f"{flag}: expected comma-separated {what}, got '{value}'") from None
 
 
 def _threads(threads: Optional[int]) -> None:
@@ -92,7 +85,7 @@ def tofu_cmd(
     )
 
     cfg = validated(TofuBenchConfig, model=model, data=data, forget_split=forget_split, methods=_csv(methods, "--methods"), scale=scale,
-                 protocol=protocol, curve_points=curve_points, ulmr_alphas=_floats(ulmr_alphas, '--ulmr-alphas'),
+                 protocol=protocol, curve_points=curve_points, ulmr_alphas=_numbers(ulmr_alphas, '--ulmr-alphas', float, 'numbers'),
                  allow_extrapolation=allow_extrapolation, seeds=seeds, out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
                  eval_real_authors=eval_real_authors, eval_world_facts=eval_world_facts, max_new_tokens=max_new_tokens,
                  ft_lr=ft_lr, ft_epochs=ft_epochs, ft_batch_size=ft_batch_size, lr=lr, epochs=epochs, batch_size=batch_size,
@@ -133,8 +126,8 @@ def rwku_cmd(
         run_rwku_bench,
     )
 
-    cfg = validated(RwkuBenchConfig, model=model, data=data, targets=_ints(targets, "--targets"), methods=_csv(methods, "--methods"),
-                 limit_train=limit_train, limit=limit, utility=utility, protocol=protocol, curve_points=curve_points, ulmr_alphas=_floats(ulmr_alphas, '--ulmr-alphas'),
+    cfg = validated(RwkuBenchConfig, model=model, data=data, targets=_numbers(targets, "--targets", int, "integers"), methods=_csv(methods, "--methods"),
+                 limit_train=limit_train, limit=limit, utility=utility, protocol=protocol, curve_points=curve_points, ulmr_alphas=_numbers(ulmr_alphas, '--ulmr-alphas', float, 'numbers'),
                  allow_extrapolation=allow_extrapolation, seeds=seeds, out=out, lr=lr, epochs=epochs,
                  batch_size=batch_size, max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, eval_batch_size=eval_batch_size)
     _threads(threads)
