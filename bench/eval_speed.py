@@ -1,10 +1,11 @@
-"""Evaluation speed, today's scoring path vs the shared-prompt one, side by side in one process.
+"""Evaluation speed before and after the changes of issue 24, side by side in one process.
 
 Runs one TOFU mini evaluation (forget 40, retain 40, real authors 50, world facts 50, 64 new tokens) or one
-RWKU evaluation (``--limit 30``) of the same model twice: once with ``score(share_prompts=False)`` (every
-answer re-reads its prompt: the code before 2026-12-02) and once with the default (one key/value cache per
-distinct prompt). Prints the wall times, the time inside generation and scoring, and the largest difference
-over every metric and per-item value; writes the same as JSON.
+RWKU evaluation (``--limit 30``) of the same model twice: "before" as the code stood when the issue was filed
+(every answer re-reads its prompt: ``score(share_prompts=False)``; replies from ``model.generate`` in batches of
+the scoring batch size) and "now" (one key/value cache per distinct prompt; the greedy loop of ulmr.decoding in
+batches of ``generation_batch``). Prints the wall times, the time inside generation and scoring, and the largest
+difference over every metric and per-item value; writes the same as JSON.
 
     python bench/eval_speed.py --benchmark tofu [--threads 2] [--out docs/results/perf_eval_speed_tofu.json]
     python bench/eval_speed.py --benchmark rwku --limit 30
@@ -44,6 +45,22 @@ def leaves(obj: Any, path: str = "") -> Iterator[tuple[str, float]]:
         yield path, float(obj)
 
 
+def texts(obj: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every generated reply of a result dict, with its path."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from ([(f"{path}.{k}", v)] if k == "generated" and isinstance(v, str) else texts(v, f"{path}.{k}"))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from texts(v, f"{path}[{i}]")
+
+
+def differing_texts(a: dict, b: dict) -> tuple[int, int]:
+    """How many generated replies differ between two results, of how many."""
+    ta, tb = dict(texts(a)), dict(texts(b))
+    return sum(ta[k] != tb[k] for k in ta.keys() & tb.keys()), len(ta.keys() & tb.keys())
+
+
 def max_difference(a: dict, b: dict, relative: bool = False) -> tuple[float, str, int]:
     """Largest |a - b| (or |a - b| / max(|a|, |b|) with ``relative``) over the numeric leaves both hold
     (inf when one is NaN and the other not), its path, and how many leaves were compared."""
@@ -75,11 +92,11 @@ def metrics_of(benchmark: str, result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k != "items"}
 
 
-def instrument(share: bool, clock: dict[str, float]) -> None:
-    """Point every caller's ``score``/``generate`` at timed wrappers; ``share`` picks the scoring path."""
+def instrument(now: bool, clock: dict[str, float]) -> None:
+    """Point every caller's ``score``/``generate`` at timed wrappers of the "now" or the "before" code."""
     import importlib
 
-    from ulmr import inference
+    from ulmr import decoding, inference
 
     def timed(fn, key):
         @functools.wraps(fn)
@@ -91,8 +108,12 @@ def instrument(share: bool, clock: dict[str, float]) -> None:
                 clock[key] = clock.get(key, 0.0) + time.perf_counter() - t0
         return wrapper
 
-    score = timed(functools.partial(inference.score, share_prompts=share), "scoring_s")
-    generate = timed(inference.generate, "generation_s")
+    def before_generate(model, tok, prompts, max_new_tokens=64, batch_size=32, *a, **kw):
+        return inference.generate(model, tok, prompts, max_new_tokens, batch_size // inference.GENERATION_BATCH_FACTOR, *a, **kw)
+
+    inference.plain_greedy_supported = decoding.plain_greedy_supported if now else (lambda model: False)
+    score = timed(functools.partial(inference.score, share_prompts=now), "scoring_s")
+    generate = timed(inference.generate if now else before_generate, "generation_s")
     for name in CALLERS:
         module = importlib.import_module(name)
         for attr, fn in (("score", score), ("generate", generate)):
@@ -128,7 +149,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=30, help="RWKU items per probe set")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--scoring-only", action="store_true", help="TOFU: score the 960 answers only (generation is unchanged)")
+    ap.add_argument("--scoring-only", action="store_true", help="TOFU: score the 960 answers only")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -137,22 +158,24 @@ def main() -> None:
 
     model, tok = load(args.model)
     runs: dict[str, dict[str, Any]] = {}
-    for label, share in (("today", False), ("shared_prompts", True)):
+    for label, now in (("before", False), ("now", True)):
         clock: dict[str, float] = {}
-        instrument(share, clock)
+        instrument(now, clock)
         t0 = time.perf_counter()
         result = evaluate(args.benchmark, model, tok, args)
         runs[label] = {"wall_s": time.perf_counter() - t0, **clock, "result": result}
-    today, shared = runs["today"]["result"], runs["shared_prompts"]["result"]
+    today, shared = runs["before"]["result"], runs["now"]["result"]
     diff, where, n = max_difference(metrics_of(args.benchmark, today), metrics_of(args.benchmark, shared))
     item_diff, item_where, _ = max_difference(today, shared, relative=True)
-    old, new = runs["today"]["wall_s"], runs["shared_prompts"]["wall_s"]
+    old, new = runs["before"]["wall_s"], runs["now"]["wall_s"]
+    changed, replies = differing_texts(today, shared)
     print(f"{args.benchmark} evaluation of {args.model}, {args.threads} threads:")
     for label, r in runs.items():
         print(f"  {label:15s} {r['wall_s']:7.1f} s  (generation {r.get('generation_s', 0):6.1f} s, "
               f"scoring {r.get('scoring_s', 0):6.1f} s)")
     print(f"  speed-up {old / new:.2f}x; largest metric difference over {n} metrics: {diff:.2e} ({where or '-'}); "
-          f"largest relative difference of any per-item value: {item_diff:.2e} ({item_where or '-'})")
+          f"largest relative difference of any per-item value: {item_diff:.2e} ({item_where or '-'}); "
+          f"generated replies that differ: {changed} of {replies}")
     out = Path(args.out or ROOT / "docs" / "results" / f"perf_eval_speed_{args.benchmark}.json")
     write_json(out, {
         "command": "python bench/eval_speed.py " + " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items() if v not in (None, False) and k != "out"),
@@ -160,6 +183,7 @@ def main() -> None:
         "runs": {k: {m: v for m, v in r.items() if m != "result"} for k, r in runs.items()},
         "speedup": old / new, "max_metric_difference": diff, "max_metric_difference_at": where, "metrics_compared": n,
         "max_item_relative_difference": item_diff, "max_item_relative_difference_at": item_where,
+        "differing_replies": changed, "replies": replies,
     })
     print(f"wrote {out}")
 

@@ -17,7 +17,7 @@ PKG = SRC / "ulmr"
 RANKS: dict[str, int] = {
     "version": 0, "errors": 0, "selection": 0, "paths": 0, "atomic": 0, "progress": 0, "plots": 0,
     "data": 1, "refusal": 1, "models": 1, "card": 1,
-    "inference": 2, "methods": 2, "config": 2,
+    "inference": 2, "decoding": 2, "methods": 2, "config": 2,
     "metrics": 3, "generate": 3, "anchor": 3,
     "training": 4, "train": 4, "merge": 4,
     "eval": 5, "sweep": 5,

@@ -21,6 +21,7 @@ from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase, Stoppi
 
 from .atomic import read_jsonl_tolerant, write_jsonl
 from .data.chat import IGNORE, ChatFormat, Encoded, answer_window, pad
+from .decoding import greedy, plain_greedy_supported
 from .progress import progress_bar
 
 
@@ -39,6 +40,17 @@ class Scored:
     def prob(self) -> float:
         """p̄ = exp(-mean answer-token NLL)."""
         return math.exp(-self.mean_nll) if self.n_tokens else 0.0
+
+
+# Decoding keeps one position's logits per row where scoring keeps every answer position's, so a generation batch
+# of 4x the scoring batch holds about as much memory; on 2 CPU cores decoding 64 rows at once is ~1.4x faster per
+# reply than 16 (docs/performance.md).
+GENERATION_BATCH_FACTOR = 4
+
+
+def generation_batch(scoring_batch: int) -> int:
+    """Evaluation's generation batch size for a given scoring batch size."""
+    return scoring_batch * GENERATION_BATCH_FACTOR
 
 
 def _batches(order: list[int], batch_size: int) -> list[list[int]]:
@@ -296,22 +308,16 @@ def generate(
                 ids, mask, batch_cache = _prefix_batch(batch, n, cache, rows, pad_id, device)
                 extra = {"cache": batch_cache}
             else:
-                ids, mask, _ = _left_batch(batch, pad_id, device)
+                ids, mask, pos = _left_batch(batch, pad_id, device)
                 extra = {}
-            criteria = StoppingCriteriaList([_StopOnIds(_newline_ids(tokenizer), ids.shape[1])]) if stop_at_newline else None
-            kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
-            gen = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=max_new_tokens,
-                eos_token_id=stop_ids,
-                pad_token_id=pad_id,
-                stopping_criteria=criteria,
-                **kwargs,
-                **extra,
-            )
-            for j, i in enumerate(idx):
-                new = gen[j, ids.shape[1] :].tolist()
+            replies = None
+            if not do_sample and cache is None and plain_greedy_supported(model):
+                ends = set(stop_ids) | (_newline_ids(tokenizer) if stop_at_newline else set())
+                replies = greedy(model, ids, mask, pos, max_new_tokens, ends)
+            if replies is None:
+                replies = _hf_generate(model, tokenizer, ids, mask, extra, max_new_tokens, stop_ids, pad_id,
+                                       stop_at_newline, do_sample, temperature, top_p)
+            for new, i in zip(replies, idx):
                 cut = next((k for k, t in enumerate(new) if t in stop_ids), len(new))
                 text = tokenizer.decode(new[:cut], skip_special_tokens=True)
                 if stop_at_newline:
@@ -321,6 +327,16 @@ def generate(
                 bar.advance(task, len(idx))
     model.train(was_training)
     return out  # type: ignore[return-value]
+
+
+def _hf_generate(model, tokenizer, ids, mask, extra: dict, max_new_tokens: int, stop_ids: list[int], pad_id: int,
+                 stop_at_newline: bool, do_sample: bool, temperature: float, top_p: float) -> list[list[int]]:
+    """New token ids of one batch from ``model.generate`` (sampling, prefix caches, custom generation configs)."""
+    criteria = StoppingCriteriaList([_StopOnIds(_newline_ids(tokenizer), ids.shape[1])]) if stop_at_newline else None
+    kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
+    gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
+                         pad_token_id=pad_id, stopping_criteria=criteria, **kwargs, **extra)
+    return gen[:, ids.shape[1]:].tolist()
 
 
 def cached_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], cache: Path | None,

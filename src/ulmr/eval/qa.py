@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..data.chat import ChatFormat
 from ..data.records import QARecord
-from ..inference import generate, score
+from ..inference import generate, generation_batch, score
 from ..metrics.probability import prob_from_nll
 from ..metrics.rouge import rougeL_recall
 from ..metrics.truth_ratio import forget_truth_ratio, retain_truth_ratio, truth_ratio
@@ -61,7 +61,7 @@ def run_items(model, tokenizer, items: Sequence[QAItem], max_new_tokens: int = 2
         for it in items
     ]
     if generate_answers:
-        gens = generate(model, tokenizer, [cf.prompt_ids(it.question) for it in items], max_new_tokens, batch_size,
+        gens = generate(model, tokenizer, [cf.prompt_ids(it.question) for it in items], max_new_tokens, generation_batch(batch_size),
                         description=f"generating {label}".strip())
         for rec, gen in zip(records, gens):
             rec["generated"] = gen

@@ -44,7 +44,7 @@ from typing import Any, Mapping, Sequence
 from ..data.chat import ChatFormat
 from ..data.rwku import CORE_PARTS, RwkuTarget, load_rwku
 from ..errors import ConfigError
-from ..inference import generate, score
+from ..inference import generate, generation_batch, score
 from ..metrics.f1 import best_f1
 from ..metrics.fluency import ngram_entropy
 from ..metrics.mcq import accuracy, mcq_predict
@@ -104,7 +104,7 @@ def run_probes(model, tokenizer, probes: dict[str, list[dict]], batch_size: int 
     flat = [(name, row) for name, rows in probes.items() for row in rows]
     texts = [probe_prompt(PROBE_SETS[name][2], row) for name, row in flat]
     ids = [cf.prompt_ids(t, suffix=s) for t, s in texts]
-    gens = generate(model, tokenizer, ids, max_new_tokens, batch_size, stop_ids=reference_stop_ids(tokenizer),
+    gens = generate(model, tokenizer, ids, max_new_tokens, generation_batch(batch_size), stop_ids=reference_stop_ids(tokenizer),
                     description="RWKU probes")
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in probes}
     for (name, row), (text, suffix), gen in zip(flat, texts, gens):
@@ -163,7 +163,8 @@ def _truthfulqa(model, tokenizer, rows: list[dict], batch_size: int) -> dict[str
 def _generate_records(model, tokenizer, texts: list[str], suffix: str, max_new_tokens: int, batch_size: int,
                       stop_at_newline: bool, description: str) -> list[dict[str, Any]]:
     cf = ChatFormat(tokenizer)
-    gens = generate(model, tokenizer, [cf.prompt_ids(t, suffix=suffix) for t in texts], max_new_tokens, batch_size,
+    gens = generate(model, tokenizer, [cf.prompt_ids(t, suffix=suffix) for t in texts], max_new_tokens,
+                    generation_batch(batch_size),
                     stop_at_newline=stop_at_newline, description=description)
     return [{"prompt": cf.render_text([{"role": "user", "content": t}], suffix=suffix), "generated": g} for t, g in zip(texts, gens)]
 
