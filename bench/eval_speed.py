@@ -111,7 +111,7 @@ def instrument(now: bool, clock: dict[str, float]) -> None:
     def before_generate(model, tok, prompts, max_new_tokens=64, batch_size=32, *a, **kw):
         return inference.generate(model, tok, prompts, max_new_tokens, batch_size // inference.GENERATION_BATCH_FACTOR, *a, **kw)
 
-    inference.plain_greedy_supported = decoding.plain_greedy_supported if now else (lambda model: False)
+    inference.plain_decoding_supported = decoding.plain_decoding_supported if now else (lambda model, sample=False: False)
     score = timed(functools.partial(inference.score, share_prompts=now), "scoring_s")
     generate = timed(inference.generate if now else before_generate, "generation_s")
     for name in CALLERS:

@@ -4,11 +4,14 @@ Builds D_fr for the same forget items once per (batch size, prefix reuse) settin
 reports items/s, D_fr rows/s and generation calls (attempts, including regenerations after rejected
 outputs). ``--prefix-reuse off,on`` measures the shared few-shot context computed once per batch against
 plain batches, side by side, ``--repeats`` times each (interleaved; medians reported), and counts the
-D_fr rows that are identical between the two. Each run also lists its generation calls (one per
-batch of a round: prompts and seconds), which shows what the retry rounds cost.
+D_fr rows that are identical between the two. ``--decoding generate,loop`` does the same for
+``model.generate`` against the decoding loop of ulmr.decoding (finished rows dropped), and ``--seeds`` repeats
+every setting with other generation seeds, so that the stage's statistics (attempts, rejections, fallbacks)
+can be compared where the rows differ. Each run also lists its generation calls (one per batch of a round:
+prompts and seconds), which shows what the retry rounds cost.
 
 usage: python bench/generation_stage.py [--items 10] [--batch-sizes 4,8,16,32] [--prefix-reuse on]
-                                        [--repeats 1] [--threads 2] [--out FILE]
+                                        [--decoding loop] [--seeds 0] [--repeats 1] [--threads 2] [--out FILE]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ os.environ.setdefault("ULMR_QUIET", "1")
 
 import torch  # noqa: E402
 
+from ulmr import decoding, inference  # noqa: E402
 from ulmr.data.records import load_qa  # noqa: E402
 from ulmr.generate.backends import LocalBackend  # noqa: E402
 from ulmr.generate.restructure import GenerateConfig, restructure  # noqa: E402
@@ -57,6 +61,8 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=10)
     ap.add_argument("--batch-sizes", default="4,8,16,32")
     ap.add_argument("--prefix-reuse", default="on", help="comma list of on/off")
+    ap.add_argument("--decoding", default="loop", help="comma list of generate/loop")
+    ap.add_argument("--seeds", default="0", help="comma list of generation seeds")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/tofu/forget01.jsonl"))
@@ -65,35 +71,41 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     records = load_qa(args.data)[: args.items]
     model, tok = load(args.model)
-    settings = [(int(b), r.strip() == "on") for b in args.batch_sizes.split(",") for r in args.prefix_reuse.split(",")]
-    runs: dict[tuple[int, bool], list[dict]] = {s: [] for s in settings}
+    settings = [(int(b), r.strip() == "on", d.strip(), int(seed)) for b in args.batch_sizes.split(",")
+                for r in args.prefix_reuse.split(",") for d in args.decoding.split(",") for seed in args.seeds.split(",")]
+    runs: dict[tuple, list[dict]] = {s: [] for s in settings}
     for rep in range(args.repeats):
-        for bs, reuse in settings:
+        for bs, reuse, how, seed in settings:
             backend = TimedBackend(model, tok, reuse_prefix=reuse)
+            inference.plain_decoding_supported = (decoding.plain_decoding_supported if how == "loop"
+                                                  else lambda model, sample=False: False)
             t = time.perf_counter()
-            res = restructure(records, backend, GenerateConfig(gen_batch_size=bs), cache_path=None)
+            res = restructure(records, backend, GenerateConfig(gen_batch_size=bs, seed=seed), cache_path=None)
             s = time.perf_counter() - t
-            runs[(bs, reuse)].append({"seconds": s, "rows": [_row_key(r) for r in res.rows], "stats": res.stats, "calls": backend.calls})
-            print(f"repeat {rep} batch {bs:>3} prefix reuse {'on ' if reuse else 'off'}: {s:7.1f} s  "
+            runs[(bs, reuse, how, seed)].append({"seconds": s, "rows": [_row_key(r) for r in res.rows], "stats": res.stats,
+                                                 "calls": backend.calls})
+            print(f"repeat {rep} batch {bs:>3} prefix reuse {'on ' if reuse else 'off'} {how:8s} seed {seed}: {s:7.1f} s  "
                   f"{len(records) / s:.3f} items/s  attempts {res.stats['attempts']}", flush=True)
     results = []
-    for (bs, reuse), rs in runs.items():
+    for (bs, reuse, how, seed), rs in runs.items():
         s = statistics.median(r["seconds"] for r in rs)
-        results.append({"batch_size": bs, "prefix_reuse": reuse, "seconds_median": round(s, 1),
+        results.append({"batch_size": bs, "prefix_reuse": reuse, "decoding": how, "seed": seed, "seconds_median": round(s, 1),
                         "seconds": [round(r["seconds"], 1) for r in rs], "items_per_s": round(len(records) / s, 3),
                         "d_fr_rows_per_s": round(len(rs[0]["rows"]) / s, 3), "d_fr_rows": len(rs[0]["rows"]),
                         "stats": rs[0]["stats"], "calls": rs[0]["calls"]})
     comparisons = []
-    for bs in sorted({b for b, _ in settings}):
-        if (bs, True) in runs and (bs, False) in runs:
-            on, off = runs[(bs, True)], runs[(bs, False)]
-            speedup = statistics.median(r["seconds"] for r in off) / statistics.median(r["seconds"] for r in on)
-            same = sum(a == b for a, b in zip(on[0]["rows"], off[0]["rows"]))
-            comparisons.append({"batch_size": bs, "speedup_on_vs_off": round(speedup, 2),
-                                "identical_rows": same, "rows": len(off[0]["rows"])})
-            print(f"batch {bs}: prefix reuse {speedup:.2f}x, identical D_fr rows {same}/{len(off[0]['rows'])}")
+    for a, b, label in (((True,), (False,), "prefix_reuse on vs off"), (("loop",), ("generate",), "loop vs generate")):
+        for key in runs:
+            other = tuple(b[0] if x == a[0] else x for x in key)
+            if a[0] in key and other != key and other in runs:
+                on, off = runs[key], runs[other]
+                speedup = statistics.median(r["seconds"] for r in off) / statistics.median(r["seconds"] for r in on)
+                same = sum(x == y for x, y in zip(on[0]["rows"], off[0]["rows"]))
+                comparisons.append({"setting": list(key), "comparison": label, "speedup": round(speedup, 2),
+                                    "identical_rows": same, "rows": len(off[0]["rows"])})
+                print(f"{key}: {label} {speedup:.2f}x, identical D_fr rows {same}/{len(off[0]['rows'])}")
     out = {"date": time.strftime("%Y-%m-%d"), "model": args.model, "items": len(records), "threads": args.threads,
-           "repeats": args.repeats, "runs": results, "prefix_reuse": comparisons,
+           "repeats": args.repeats, "runs": results, "comparisons": comparisons,
            "command": "python bench/generation_stage.py " + " ".join(sys.argv[1:])}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 

@@ -13,7 +13,7 @@ QUESTIONS = ["Who wrote Hamlet?", "What is the capital of France?", "Name a prim
 
 
 def _hf_only(monkeypatch):
-    monkeypatch.setattr(inference, "plain_greedy_supported", lambda model: False)
+    monkeypatch.setattr(inference, "plain_decoding_supported", lambda model, sample=False: False)
 
 
 def _prompts(tok):
@@ -49,7 +49,7 @@ def test_greedy_loop_equals_generate_with_rows_ending_at_different_steps(lively,
     monkeypatch.setattr(decoding._BufferedLayer, "batch_select_indices",
                         lambda self, idx: compactions.append(len(idx)) or real(self, idx))
     with torch.inference_mode():
-        ours = decoding.greedy(lively, ids, mask, pos, 16, stops)
+        ours = decoding.decode(lively, ids, mask, pos, 16, stops)
     assert compactions, "no rows were dropped: the test does not exercise the compaction"
     assert ours == _hf_replies(lively, ids, mask, 16, stops)
     assert len({len(r) for r in ours}) > 2
@@ -72,11 +72,32 @@ def test_cut_keeps_the_first_stop_token():
 @pytest.mark.parametrize("field,value", [("repetition_penalty", 1.3), ("no_repeat_ngram_size", 2), ("min_new_tokens", 3)])
 def test_generation_configs_beyond_argmax_use_generate(tiny, monkeypatch, field, value):
     model, tok = tiny
-    assert decoding.plain_greedy_supported(model)
+    assert decoding.plain_decoding_supported(model)
     monkeypatch.setattr(model.generation_config, field, value)
-    assert not decoding.plain_greedy_supported(model)
+    assert not decoding.plain_decoding_supported(model)
     calls = []
     real = model.generate
     monkeypatch.setattr(model, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
     inference.generate(model, tok, _prompts(tok)[:2], max_new_tokens=4)
     assert calls
+
+
+def test_sampling_draws_what_generate_draws_while_no_row_has_ended(lively):
+    gen = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(2, 40, (n,), generator=gen).tolist() for n in (5, 9, 3, 7)]
+    ids, mask, pos = inference._left_batch(prompts, 0, "cpu")
+    torch.manual_seed(7)
+    with torch.inference_mode():
+        hf = lively.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=True, temperature=0.7,
+                             top_p=0.9, eos_token_id=[], pad_token_id=0)[:, ids.shape[1]:].tolist()
+    torch.manual_seed(7)
+    with torch.inference_mode():
+        ours = decoding.decode(lively, ids, mask, pos, 12, [], decoding.Sampler.for_model(lively, 0.7, 0.9))
+    assert ours == hf
+    assert decoding.Sampler.for_model(lively, 0.7, 0.9).warpers[1].top_k == decoding.DEFAULT_TOP_K
+
+
+def test_sampling_config_fields_beyond_the_sampler_use_generate(tiny, monkeypatch):
+    model, _ = tiny
+    monkeypatch.setattr(model.generation_config, "typical_p", 0.5)
+    assert decoding.plain_decoding_supported(model) and not decoding.plain_decoding_supported(model, sample=True)

@@ -1,20 +1,23 @@
-"""Plain greedy decoding with a preallocated key/value cache and finished rows dropped from the batch.
+"""Greedy or sampled decoding with a preallocated key/value cache and finished rows dropped from the batch.
 
 ``model.generate`` grows its cache by concatenation (every step copies every layer's keys and values: about a
 fifth of CPU decoding time for a 135M model at batch 64) and keeps decoding rows that have already ended. This
 loop writes each step into buffers sized once, and compacts the batch when enough rows have ended. Each row's
-arithmetic is that of ``generate``'s greedy search (same prompt layout, positions, mask and argmax), so replies
-are the same; :func:`plain_greedy_supported` says when a model's generation config asks for more than plain
-argmax (repetition penalties, forced tokens, beams ...) and ``generate`` must be used instead.
+arithmetic is that of ``generate`` (same prompt layout, positions, mask; argmax, or temperature, top-k and top-p
+warpers then one multinomial draw per row), so greedy replies are the same. Sampled replies are the same until
+the first compaction; after it the draws come from the same distributions but from other random numbers.
+:func:`plain_decoding_supported` says when a model's generation config asks for more (repetition penalties, forced
+tokens, beams ...) and ``generate`` must be used instead.
 """
 
 from __future__ import annotations
 
-from typing import Collection
+from typing import Callable, Collection
 
 import torch
 from transformers import Cache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 # Generation-config fields that make greedy search differ from argmax of the raw logits, with their no-op values.
 _NEUTRAL = {
@@ -25,17 +28,46 @@ _NEUTRAL = {
     "renormalize_logits": (None, False), "num_beams": (None, 1), "penalty_alpha": (None,), "dola_layers": (None,),
     "encoder_repetition_penalty": (None, 1.0), "encoder_no_repeat_ngram_size": (None, 0), "stop_strings": (None,),
 }
+# Fields that only sampling reads (temperature, top_k and top_p are applied by :class:`Sampler`).
+_NEUTRAL_SAMPLING = {"min_p": (None, 0.0), "typical_p": (None, 1.0), "epsilon_cutoff": (None, 0.0),
+                     "eta_cutoff": (None, 0.0), "top_h": (None,)}
+DEFAULT_TOP_K = 50  # what ``generate`` applies when neither the call nor the model's config sets top_k
 # Compact the batch once this share of its rows has ended: a compaction copies the whole cache once, about
 # what a few rows cost in a few decoding steps.
 COMPACT_SHARE = 0.25
 
 
-def plain_greedy_supported(model: PreTrainedModel) -> bool:
-    """True when the model's generation config adds nothing to greedy argmax decoding."""
+def plain_decoding_supported(model: PreTrainedModel, sample: bool = False) -> bool:
+    """True when the model's generation config adds nothing to argmax (or to temperature/top-k/top-p sampling)."""
     cfg = getattr(model, "generation_config", None)
     if cfg is None:
         return True
-    return all(getattr(cfg, name, None) in neutral for name, neutral in _NEUTRAL.items())
+    fields = {**_NEUTRAL, **(_NEUTRAL_SAMPLING if sample else {})}
+    return all(getattr(cfg, name, None) in neutral for name, neutral in fields.items())
+
+
+def argmax(logits: torch.Tensor) -> torch.Tensor:
+    """Greedy choice per row of float32 next-token logits [rows, vocab]."""
+    return logits.argmax(-1)
+
+
+class Sampler:
+    """``generate``'s sampling step: temperature, top-k and top-p warpers (in that order), one multinomial draw."""
+
+    def __init__(self, temperature: float, top_p: float, top_k: int | None):
+        self.warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
+        self.warpers += [TopKLogitsWarper(top_k)] if top_k else []
+        self.warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
+
+    @classmethod
+    def for_model(cls, model: PreTrainedModel, temperature: float, top_p: float) -> "Sampler":
+        top_k = getattr(getattr(model, "generation_config", None), "top_k", None)
+        return cls(temperature, top_p, DEFAULT_TOP_K if top_k is None else top_k)
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        for warp in self.warpers:
+            logits = warp(None, logits)
+        return torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1).squeeze(1)
 
 
 class _BufferedLayer(DynamicLayer):
@@ -75,18 +107,23 @@ def _buffered(cache: Cache, extra: int) -> bool:
     return True
 
 
-def greedy(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, max_new_tokens: int,
-           stop_ids: Collection[int]) -> list[list[int]] | None:
-    """Greedy continuations of a left-padded batch (``ids``, ``mask``, ``pos``), each cut after its first token in
-    ``stop_ids`` (that token included) or at ``max_new_tokens``; None when the model's cache cannot be buffered."""
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+def decode(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, max_new_tokens: int,
+           stop_ids: Collection[int], pick: Callable[[torch.Tensor], torch.Tensor] = argmax,
+           cache: Cache | None = None) -> list[list[int]] | None:
+    """Continuations of a left-padded batch (``ids``, ``mask``, ``pos``), each cut after its first token in
+    ``stop_ids`` (that token included) or at ``max_new_tokens``; ``pick`` chooses each next token (:func:`argmax`
+    or a :class:`Sampler`). ``cache`` may hold the keys/values of the first columns of ``ids`` (a shared context),
+    one row per batch row. None when the model's cache cannot be buffered."""
+    start = cache.get_seq_length() if cache is not None else 0
+    out = model(input_ids=ids[:, start:], attention_mask=mask, position_ids=pos[:, start:], cache=cache, use_cache=True,
+                logits_to_keep=1)
     cache = out["cache"] if "cache" in out else out.get("past_key_values")
     if not isinstance(cache, Cache) or not _buffered(cache, max_new_tokens):
         return None
     stops = torch.tensor(sorted(stop_ids), device=ids.device)
     rows = torch.arange(ids.shape[0], device=ids.device)  # batch row -> input row, shrinks as rows end
     replies: list[list[int]] = [[] for _ in range(ids.shape[0])]
-    token = out.logits[:, -1].float().argmax(-1)
+    token = pick(out.logits[:, -1].float())
     next_pos = pos[:, -1] + 1
     ended = torch.zeros_like(token, dtype=torch.bool)
     for step in range(max_new_tokens):
@@ -103,7 +140,7 @@ def greedy(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, pos: t
         logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos[:, None], cache=cache,
                        use_cache=True).logits
         # rows that ended but were not dropped yet keep decoding; their extra tokens are cut below
-        token = logits[:, -1].float().argmax(-1)
+        token = pick(logits[:, -1].float())
         next_pos = next_pos + 1
     return [_cut(r, set(stop_ids)) for r in replies]
 

@@ -21,7 +21,7 @@ from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase, Stoppi
 
 from .atomic import read_jsonl_tolerant, write_jsonl
 from .data.chat import IGNORE, ChatFormat, Encoded, answer_window, pad
-from .decoding import greedy, plain_greedy_supported
+from .decoding import Sampler, argmax, decode, plain_decoding_supported
 from .progress import progress_bar
 
 
@@ -308,12 +308,14 @@ def generate(
                 ids, mask, batch_cache = _prefix_batch(batch, n, cache, rows, pad_id, device)
                 extra = {"cache": batch_cache}
             else:
-                ids, mask, pos = _left_batch(batch, pad_id, device)
+                ids, mask, _ = _left_batch(batch, pad_id, device)
                 extra = {}
             replies = None
-            if not do_sample and cache is None and plain_greedy_supported(model):
+            if plain_decoding_supported(model, do_sample):
                 ends = set(stop_ids) | (_newline_ids(tokenizer) if stop_at_newline else set())
-                replies = greedy(model, ids, mask, pos, max_new_tokens, ends)
+                pick = Sampler.for_model(model, temperature, top_p) if do_sample else argmax
+                replies = decode(model, ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), max_new_tokens, ends, pick,
+                                 extra.get("cache"))
             if replies is None:
                 replies = _hf_generate(model, tokenizer, ids, mask, extra, max_new_tokens, stop_ids, pad_id,
                                        stop_at_newline, do_sample, temperature, top_p)
