@@ -52,6 +52,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from eval_engines import engine_inputs  # bench/ is on sys.path when this script runs
+
     from ulmr import inference
     from ulmr.models import load
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
-import json
 import math
 import platform
 import time

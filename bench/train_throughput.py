@@ -27,10 +27,10 @@ os.environ.setdefault("ULMR_QUIET", "1")
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
+import ulmr.train as train_mod  # noqa: E402
 from ulmr.atomic import write_text  # noqa: E402
 from ulmr.data.records import load_qa  # noqa: E402
 from ulmr.models import load  # noqa: E402
-import ulmr.train as train_mod  # noqa: E402
 from ulmr.train import TrainConfig, train_unlearn  # noqa: E402
 from ulmr.training import data as tdata  # noqa: E402
 

@@ -249,15 +249,31 @@ def _shared_prompt_examples(tok):
 def test_shared_prompt_scoring_equals_the_plain_path_and_per_item_forwards(tiny, batch_size):
     from ulmr.inference import score
 
+    from ulmr import inference
+
     model, tok = tiny
     encs = _shared_prompt_examples(tok)
-    shared = score(model, encs, tok.pad_token_id, batch_size=batch_size, share_prompts=True)
+    parts = []
+    real = inference._tail_parts
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(inference, "_tail_parts", lambda lengths: parts.append(real(lengths)) or parts[-1])
+        shared = score(model, encs, tok.pad_token_id, batch_size=batch_size, share_prompts=True)
+    assert batch_size == 2 or any(len(p) == 2 for p in parts)  # at 16 the tails are split by length
     plain = score(model, encs, tok.pad_token_id, batch_size=batch_size, share_prompts=False)
     for e, s, p in zip(encs, shared, plain):
         with torch.no_grad():
             ref = model(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels])).loss.item()
         assert s.n_tokens == p.n_tokens == e.answer_len
         assert s.mean_nll == pytest.approx(ref, rel=1e-5) and s.nll_sum == pytest.approx(p.nll_sum, rel=1e-5)
+
+
+def test_tail_parts_split_by_length_only_when_it_saves_padding():
+    from ulmr.inference import _tail_parts
+
+    assert _tail_parts([5, 5, 5, 5]) == [[0, 1, 2, 3]]
+    assert _tail_parts([20, 3, 4, 19, 3]) == [[0, 3], [2, 1, 4]]  # padded tokens 100 -> 2 * 20 + 3 * 4
+    assert _tail_parts([10, 9, 9, 9]) == [[0, 1, 2, 3]]  # splitting would save 1 of 40: not worth a second forward
+    assert _tail_parts([7]) == [[0]]
 
 
 def test_prompt_groups_keep_each_prompt_whole_and_fill_batches():

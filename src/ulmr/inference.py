@@ -149,16 +149,41 @@ def _tail_nll(model: PreTrainedModel, examples: Sequence[Encoded], groups: list[
         return None
     rows = [r for r, g in enumerate(groups) for _ in g]
     members = [i for g in groups for i in g]
-    cache.batch_select_indices(torch.tensor(rows, device=device))
-    tails = [examples[i].input_ids[cut[r]:] for r, i in zip(rows, members)]
-    tail_ids = pad(tails, pad_id).to(device)
-    tail_mask = pad([[1] * len(t) for t in tails], 0).to(device)
-    start = mask.sum(-1)[rows]  # each prompt's real length = the first tail token's position
-    tail_pos = start[:, None] + torch.arange(tail_ids.shape[1], device=device)[None]
-    logits = model(input_ids=tail_ids, attention_mask=torch.cat([mask[rows], tail_mask], dim=1),
-                   position_ids=tail_pos, cache=cache).logits
-    labels = pad([examples[i].labels[cut[r]:] for r, i in zip(rows, members)], IGNORE).to(device)
-    return _nll_rows(logits[:, :-1], labels[:, 1:])
+    tails = [len(examples[i].input_ids) - cut[r] for r, i in zip(rows, members)]
+    scored: list[Scored | None] = [None] * len(members)
+    for part in _tail_parts(tails):
+        part_cache = copy.deepcopy(cache) if len(part) < len(members) else cache
+        part_rows = [rows[j] for j in part]
+        part_cache.batch_select_indices(torch.tensor(part_rows, device=device))
+        tail_ids = pad([examples[members[j]].input_ids[cut[rows[j]]:] for j in part], pad_id).to(device)
+        tail_mask = pad([[1] * tails[j] for j in part], 0).to(device)
+        start = mask.sum(-1)[part_rows]  # each prompt's real length = the first tail token's position
+        tail_pos = start[:, None] + torch.arange(tail_ids.shape[1], device=device)[None]
+        logits = model(input_ids=tail_ids, attention_mask=torch.cat([mask[part_rows], tail_mask], dim=1),
+                       position_ids=tail_pos, cache=part_cache).logits
+        labels = pad([examples[members[j]].labels[cut[rows[j]]:] for j in part], IGNORE).to(device)
+        for j, s in zip(part, _nll_rows(logits[:, :-1], labels[:, 1:])):
+            scored[j] = s
+    return scored  # type: ignore[return-value]
+
+
+# Split a batch's answer tails in two by length when that saves at least this share of the padded tail tokens.
+MIN_PADDING_SAVED = 0.1
+
+
+def _tail_parts(lengths: list[int]) -> list[list[int]]:
+    """Positions of ``lengths`` in one part, or in two parts (longer, shorter) where splitting at the best point
+    of the length-sorted order saves at least :data:`MIN_PADDING_SAVED` of the padded tail tokens."""
+    order = sorted(range(len(lengths)), key=lambda j: -lengths[j])
+    whole = lengths[order[0]] * len(order) if order else 0
+    best, at = whole, 0
+    for k in range(1, len(order)):
+        cost = lengths[order[0]] * k + lengths[order[k]] * (len(order) - k)
+        if cost < best:
+            best, at = cost, k
+    if at == 0 or whole - best < MIN_PADDING_SAVED * whole:
+        return [list(range(len(lengths)))]
+    return [order[:at], order[at:]]
 
 
 def _nll_rows(logits: torch.Tensor, target: torch.Tensor) -> list[Scored]:
