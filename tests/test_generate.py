@@ -280,6 +280,31 @@ def test_local_backend_reuses_conversation_contexts_without_changing_replies(tin
     assert prefills and sum(prefills) < len(convs)
 
 
+def test_local_backend_keeps_contexts_for_later_rounds_until_the_weights_change(tiny, monkeypatch):
+    import copy
+
+    import torch
+
+    from ulmr import inference
+
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    prompt = load_prompt("negative_refusal")
+    convs = [prompt.conversation(f"Where was author {i} born?", f"In Lomaria, in 19{i}5.", rotate=i % 3) for i in range(6)]
+    prefills = []
+    real_prefill = inference._prefill
+    monkeypatch.setattr(inference, "_prefill", lambda *a: prefills.append(len(a[1])) or real_prefill(*a))
+    backend = LocalBackend(model, tok, batch_size=4)
+    backend.chat(convs, 4, 0.8, seed=1)
+    assert sum(prefills) == 3  # three rotations of the shots: three distinct contexts, each computed once
+    retry = backend.chat(convs[:2], 4, 0.8, seed=2)
+    assert sum(prefills) == 3  # a later round reuses them
+    assert retry == LocalBackend(model, tok, batch_size=4, reuse_prefix=False).chat(convs[:2], 4, 0.8, seed=2)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)  # as a training step or an averaging would
+    backend.chat(convs[:2], 4, 0.8, seed=2)
+    assert sum(prefills) == 5
+
+
 class Interrupting:
     """Wraps a backend; raises on call number ``fail_at`` (simulated kill) and counts conversations."""
 

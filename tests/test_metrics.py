@@ -369,25 +369,26 @@ def test_context_length_marks_the_shared_prefix(tokenizer):
 
 
 def test_cached_context_layout_gives_the_logits_of_each_whole_prompt(tiny):
-    from ulmr.inference import _prefill, _prefix_batch
+    from ulmr.inference import _context_cache, _prefix_batch
 
     model, tok = tiny
     cf, convs = _fewshot_prompts(tok, ["Short?", "A much longer question about many other things?", "Mid length q?"])
     encoded = [cf.prompt_ids_and_context(c) for c in convs]
     prompts = [ids for ids, _ in encoded]
     n = encoded[0][1]
-    contexts = list(dict.fromkeys(tuple(p[:n]) for p in prompts))
-    assert len(contexts) == 2
+    row_contexts = [tuple(p[:n]) for p in prompts]
+    assert len(set(row_contexts)) == 2
+    store: dict = {}
     with torch.inference_mode():
-        cache = _prefill(model, contexts, "cpu")
-        rows = [contexts.index(tuple(p[:n])) for p in prompts]
-        ids, mask, batch_cache = _prefix_batch(prompts, n, cache, rows, tok.pad_token_id, "cpu")
+        batch_cache = _context_cache(model, row_contexts, store, "cpu")
+        assert len(store) == 2 and batch_cache.get_seq_length() == n
+        ids, mask = _prefix_batch(prompts, n, tok.pad_token_id, "cpu")
         pos = (mask.cumsum(-1) - 1)[:, n:]
         logits = model(input_ids=ids[:, n:], attention_mask=mask, position_ids=pos, cache=batch_cache).logits[:, -1]
         for p, row in zip(prompts, logits):
             ref = model(input_ids=torch.tensor([p])).logits[0, -1]
             assert torch.allclose(row, ref, atol=1e-4)
-    assert cache.get_seq_length() == n  # the shared prefill is not extended by a batch
+    assert all(c.get_seq_length() == n for c in store.values())  # the stored contexts are not extended by a batch
 
 
 @pytest.mark.parametrize("sample", [False, True], ids=["greedy", "sample"])

@@ -267,8 +267,36 @@ def _shared_context(prompts: list[Sequence[int]], context_lens: list[int]) -> in
     return n
 
 
-def _prefix_batch(prompts: list[Sequence[int]], n: int, cache: Cache, rows: list[int], pad_id: int, device):
-    """Inputs laid out as [context | pads | tail] with a copy of ``cache`` expanded to the batch rows.
+ContextStore = dict  # (weights fingerprint, context token ids) -> that context's 1-row cache (None: not reusable)
+
+
+def _fingerprint(model: PreTrainedModel) -> tuple:
+    """Changes when the weights change (training, averaging, another model), so stored contexts are never stale."""
+    params = list(model.parameters())
+    return tuple((p.data_ptr(), float(p.detach().sum(dtype=torch.float32))) for p in (params[0], params[-1]))
+
+
+def _context_cache(model: PreTrainedModel, row_contexts: list[tuple[int, ...]], store: ContextStore, device) -> Cache | None:
+    """A cache holding each row's context, stacked from one 1-row prefill per distinct context; the prefills
+    are kept in ``store`` for later calls (a stage's retry rounds reuse its first round's contexts)."""
+    mark = _fingerprint(model)
+    for stale in [k for k in store if k[0] != mark]:
+        del store[stale]
+    for c in dict.fromkeys(row_contexts):
+        if (mark, c) not in store:
+            store[(mark, c)] = _prefill(model, [c], device)
+    per_row = [store[(mark, c)] for c in row_contexts]
+    if any(c is None for c in per_row):
+        return None
+    batch = copy.deepcopy(per_row[0])
+    for i, layer in enumerate(batch.layers):
+        layer.keys = torch.cat([c.layers[i].keys for c in per_row])
+        layer.values = torch.cat([c.layers[i].values for c in per_row])
+    return batch
+
+
+def _prefix_batch(prompts: list[Sequence[int]], n: int, pad_id: int, device):
+    """Inputs laid out as [context | pads | tail]: the first ``n`` tokens come from a context cache.
 
     The pads sit between the cached context and each prompt's own tail and are masked out; positions
     come from the mask, so every row sees exactly the token sequence (and positions) of its whole prompt.
@@ -276,11 +304,7 @@ def _prefix_batch(prompts: list[Sequence[int]], n: int, cache: Cache, rows: list
     tails = [p[n:] for p in prompts]
     tail_ids, tail_mask, _ = _left_batch(tails, pad_id, device)
     context = torch.tensor([list(p[:n]) for p in prompts], dtype=torch.long, device=device)
-    ids = torch.cat([context, tail_ids], dim=1)
-    mask = torch.cat([torch.ones_like(context), tail_mask], dim=1)
-    batch_cache = copy.deepcopy(cache)
-    batch_cache.batch_select_indices(torch.tensor(rows, device=device))
-    return ids, mask, batch_cache
+    return torch.cat([context, tail_ids], dim=1), torch.cat([torch.ones_like(context), tail_mask], dim=1)
 
 
 def generate(
@@ -297,6 +321,7 @@ def generate(
     seed: int | None = None,
     description: str | None = None,
     context_lens: Sequence[int] | None = None,
+    context_store: ContextStore | None = None,
 ) -> list[str]:
     """Generate continuations of token-id prompts, batched with left padding; returns stripped text
     cut at end-of-turn (and at the first newline when ``stop_at_newline``). ``stop_ids`` replaces the
@@ -306,13 +331,14 @@ def generate(
     prompts may share (few-shot turns). A batch whose prompts have contexts of one length computes each
     distinct context once and generates from its cached keys/values; batches, their order and the
     sampling stream are the same as without it, so replies are the same up to floating-point rounding.
+    ``context_store`` keeps those contexts for later calls with the same weights.
     """
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     out: list[str | None] = [None] * len(prompts)
     stop_ids = sorted(set(stop_ids)) if stop_ids else end_of_turn_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
-    prefilled: dict[tuple[tuple[int, ...], ...], Cache | None] = {}
+    store: ContextStore = context_store if context_store is not None else {}
     if seed is not None:
         torch.manual_seed(seed)
     was_training = model.training
@@ -322,16 +348,10 @@ def generate(
         for idx in _batches(order, batch_size):
             batch = [prompts[i] for i in idx]
             n = _shared_context(batch, [context_lens[i] for i in idx]) if context_lens is not None else 0
-            cache = None
-            if n:
-                contexts = list(dict.fromkeys(tuple(p[:n]) for p in batch))
-                if tuple(contexts) not in prefilled:
-                    prefilled[tuple(contexts)] = _prefill(model, contexts, device)
-                cache = prefilled[tuple(contexts)]
+            cache = _context_cache(model, [tuple(p[:n]) for p in batch], store, device) if n else None
             if cache is not None:
-                rows = [contexts.index(tuple(p[:n])) for p in batch]
-                ids, mask, batch_cache = _prefix_batch(batch, n, cache, rows, pad_id, device)
-                extra = {"cache": batch_cache}
+                ids, mask = _prefix_batch(batch, n, pad_id, device)
+                extra = {"cache": cache}
             else:
                 ids, mask, _ = _left_batch(batch, pad_id, device)
                 extra = {}

@@ -49,8 +49,9 @@ class LocalBackend:
     """Batched generation with a loaded model through the project's chat format (greedy at temperature 0).
 
     With ``reuse_prefix`` (the default) the conversation turns before the last one, i.e. the few-shot
-    examples every prompt of a stage shares, are computed once per batch and reused from the key/value
-    cache; replies are those of plain batches (see :func:`ulmr.inference.generate`).
+    examples every prompt of a stage shares, are computed once and reused from the key/value cache by
+    every later batch and round with the same weights; replies are those of plain batches up to
+    floating-point rounding (see :func:`ulmr.inference.generate`).
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class LocalBackend:
         self.reuse_prefix = reuse_prefix
         self.fmt = ChatFormat(tokenizer)
         self.name = name or self._default_name(model)
+        self.contexts: inference.ContextStore = {}  # few-shot contexts, reused by later rounds of a stage
 
     @staticmethod
     def _default_name(model: PreTrainedModel) -> str:
@@ -92,6 +94,7 @@ class LocalBackend:
             top_p=top_p,
             seed=seed,
             context_lens=[n for _, n in encoded] if self.reuse_prefix else None,
+            context_store=self.contexts,
         )
 
 
