@@ -26,14 +26,15 @@ BAD = {
     "--ft-batch-size": "0", "--generator": "oracle", "--eval-batch-size": "0", "--threads": "-1", "--targets": "0",
     "--limit-train": "0", "--relearn-steps": "0", "--relearn-lr": "0", "--group-size": "0", "--threshold": "-1",
     "--refusal-threshold": "2", "--protocol": "fastest", "--curve-points": "0", "--ulmr-alphas": "0.5,1.5",
+    "--recipe": "pastry", "--filters": "none",
 }
-GENERATE = ["--num-rewrites", "--mode", "--backend", "--generator-dtype", "--temperature", "--max-new-tokens",
+GENERATE = ["--num-rewrites", "--filters", "--mode", "--backend", "--generator-dtype", "--temperature", "--max-new-tokens",
             "--gen-batch-size", "--seed"]
 TRAIN = ["--epochs", "--lr", "--retain-weight", "--answer-weight", "--answer-source", "--beta", "--batch-size",
          "--grad-accum", "--max-steps", "--max-length", "--seed", "--lora-r", "--checkpoint-steps", "--anchor", "--method"]
 # Command -> (the command with valid required options, {flag: value} overriding BAD, flags to check).
 COMMANDS: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
-    "unlearn": (["unlearn", "--forget", "{qa}", "--out", "{out}"], {"--alpha": "0"}, sorted(set(GENERATE + TRAIN + ["--alpha"]))),
+    "unlearn": (["unlearn", "--forget", "{qa}", "--out", "{out}"], {"--alpha": "0"}, sorted(set(GENERATE + TRAIN + ["--alpha", "--recipe"]))),
     "unlearn-alpha": (["unlearn", "--forget", "{qa}", "--out", "{out}"], {}, ["--alpha"]),
     "generate": (["generate", "--forget", "{qa}", "--out", "{out}"], {}, GENERATE),
     "train": (["train", "--data", "{qa}", "--out", "{out}"], {}, TRAIN),

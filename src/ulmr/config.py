@@ -16,6 +16,7 @@ from .methods.registry import METHODS, get_method, method_class
 
 AnswerSource = Literal["model", "data"]
 S = TypeVar("S", bound=BaseModel)
+PAPER_ALPHA = 0.5  # the averaging weight of Shi et al. (2024)
 
 # Bounded option types, one source per bound: every config below, the benchmark configs, ``ulmr verify``'s
 # and the option models of commands without a stage config (compare, sweep, eval) use these.
@@ -89,6 +90,9 @@ class GenerateConfig(Seeded):
     gen_batch_size: BatchSize = Field(32, serialization_alias="batch_size", description="generation batch size")
     max_tries: int = Field(3, ge=1, le=20, description="generation rounds before a slot gets its template fallback")
     probe_rewrites: bool = Field(True, serialization_alias="probe", description="also one held-out rewrite per item (the probe file)")
+    filters: Literal["full", "paper"] = Field(
+        "full", description="'full': the key-span, entity and refusal filters of ulmr.generate.filters; 'paper': only empty, "
+        "identical and duplicate texts are rejected (the paper filters nothing)")
 
 
 class BackendConfig(BaseModel):
@@ -196,6 +200,8 @@ class RunOptions(BaseModel):
     verify: bool = Field(False, description="run `ulmr verify` on the result (report in OUT.records/verify)")
     card_include_examples: bool = Field(False, description="show a few forget questions on the model card (README.md); by default the card has only the forget set's hash and size")
     probe: Optional[str] = Field(None, description="held-out QA file for --alpha auto (default: the generated probe file)")
+    recipe: Literal["ulmr", "paper"] = Field(
+        "ulmr", description="'paper': Shi et al.'s recipe (no anchor, no answer term, no generation filters, k 2, alpha 0.5 unless given)")
 
     @field_validator("alpha", mode="before")
     @classmethod
@@ -222,13 +228,31 @@ class UnlearnConfig(GenerateConfig, BackendConfig, TrainConfig, RunOptions):
 
     model_config = ConfigDict(extra="forbid", frozen=False)
 
+    @model_validator(mode="after")
+    def _paper_recipe(self):
+        """``--recipe paper`` sets the paper's settings; options that contradict it are errors."""
+        if self.recipe != "paper":
+            return self
+        if self.method != "ulmr":
+            raise ValueError(f"--recipe paper is a recipe of --method ulmr (got --method {self.method})")
+        if self.retain:
+            raise ValueError("--recipe paper fine-tunes on D_fr alone; drop --retain")
+        if self.answer_weight not in (None, 0):
+            raise ValueError(f"--recipe paper has no answer term; drop --answer-weight {self.answer_weight:g}")
+        if self.num_rewrites != 2:
+            raise ValueError(f"--recipe paper rewrites each instruction twice; drop --num-rewrites {self.num_rewrites}")
+        self.anchor, self.answer_weight, self.filters = "none", 0.0, "paper"
+        return self
+
     def stage(self, cls: type[S]) -> S:
         """The options of one stage (``GenerateConfig``, ``BackendConfig``, ``TrainConfig``), validated by its class."""
         return cls.model_validate(self.model_dump(include=set(cls.model_fields)))
 
     def effective_alpha(self) -> float | str | None:
-        """``--alpha``, else the method's ``default_alpha`` (ULMR: 0.5, the paper; others: None, no averaging)."""
-        return method_class(self.method).default_alpha if self.alpha is None else self.alpha
+        """``--alpha``, else 0.5 for ``--recipe paper``, else the method's ``default_alpha`` (ULMR: 0.5; others: None)."""
+        if self.alpha is not None:
+            return self.alpha
+        return PAPER_ALPHA if self.recipe == "paper" else method_class(self.method).default_alpha
 
 
 class CompareConfig(Seeded):

@@ -17,7 +17,9 @@ FORGET = typer.Option(..., "--forget", "-f", help="Forget set: .json/.jsonl/.csv
 QFIELD = typer.Option("question", help="Name of the question column.")
 AFIELD = typer.Option("answer", help="Name of the answer column.")
 RETAIN = typer.Option(None, "--retain", "-r", help="Retain set (same formats); mixed into training with its true answers.")
-ANCHOR = typer.Option("builtin", help="Without --retain: 'builtin' (general questions answered by the base model) or 'none' (with --answer-weight 0: the paper's exact recipe).")
+ANCHOR = typer.Option("builtin", help="Without --retain: 'builtin' (general questions answered by the base model) or 'none'.")
+RECIPE = typer.Option("ulmr", help="'paper': Shi et al.'s exact recipe (no anchor, no answer term, generation filters only for empty, identical and duplicate texts, k 2, alpha 0.5 unless given); 'ulmr': this project's defaults (README: where the defaults deviate from the paper).")
+FILTERS = typer.Option("full", help="Generation filters: 'full' (key span, entities, refusals: ulmr.generate.filters) or 'paper' (only empty, identical and duplicate texts).")
 METHOD = typer.Option("ulmr", help=f"Unlearning method: {', '.join(method_names())}.")
 REWRITES = typer.Option(2, "--num-rewrites", "-k", help="Rewrites per instruction (the paper: 2).")
 MODE = typer.Option("refusal", help="Negative responses: 'refusal' or 'counterfactual' (plausible but wrong).")
@@ -72,8 +74,8 @@ def unlearn_cmd(
     ctx: typer.Context,
     model: str = MODEL, forget: str = FORGET, out: Path = OUT,
     question_field: str = QFIELD, answer_field: str = AFIELD,
-    retain: Optional[str] = RETAIN, anchor: str = ANCHOR, method: str = METHOD, base: Optional[str] = BASE,
-    num_rewrites: int = REWRITES, mode: str = MODE, rewrite_prompt: str = REWRITE_PROMPT, negative_prompt: Optional[str] = NEG_PROMPT,
+    retain: Optional[str] = RETAIN, anchor: str = ANCHOR, method: str = METHOD, recipe: str = RECIPE, base: Optional[str] = BASE,
+    num_rewrites: int = REWRITES, filters: str = FILTERS, mode: str = MODE, rewrite_prompt: str = REWRITE_PROMPT, negative_prompt: Optional[str] = NEG_PROMPT,
     backend: str = BACKEND, generator: Optional[str] = GENERATOR, generator_dtype: Optional[str] = GEN_DTYPE, openai_base_url: Optional[str] = OAI_URL,
     openai_model: Optional[str] = OAI_MODEL, api_key_env: str = KEY_ENV, temperature: float = TEMP,
     max_new_tokens: int = GEN_TOKENS, gen_batch_size: int = GEN_BS,
@@ -105,7 +107,7 @@ def generate_cmd(
     ctx: typer.Context,
     model: str = MODEL, forget: str = FORGET, out: Path = OUT,
     question_field: str = QFIELD, answer_field: str = AFIELD,
-    num_rewrites: int = REWRITES, mode: str = MODE, rewrite_prompt: str = REWRITE_PROMPT, negative_prompt: Optional[str] = NEG_PROMPT,
+    num_rewrites: int = REWRITES, filters: str = FILTERS, mode: str = MODE, rewrite_prompt: str = REWRITE_PROMPT, negative_prompt: Optional[str] = NEG_PROMPT,
     backend: str = BACKEND, generator: Optional[str] = GENERATOR, generator_dtype: Optional[str] = GEN_DTYPE, openai_base_url: Optional[str] = OAI_URL,
     openai_model: Optional[str] = OAI_MODEL, api_key_env: str = KEY_ENV, temperature: float = TEMP,
     max_new_tokens: int = GEN_TOKENS, gen_batch_size: int = GEN_BS, seed: int = SEED,

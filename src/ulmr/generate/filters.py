@@ -352,6 +352,23 @@ def check_rewrite(
     return None
 
 
+def check_rewrite_paper(rewrite: str, question: str, taken: Sequence[str] = ()) -> str | None:
+    """The paper recipe's only rewrite checks: a rewrite exists and differs from the original and the others."""
+    if not rewrite.strip():
+        return "empty"
+    norm = normalise(rewrite)
+    if norm == normalise(question):
+        return "identical"
+    return "duplicate" if any(norm == normalise(t) for t in taken) else None
+
+
+def check_negative_paper(response: str, answer: str) -> str | None:
+    """The paper recipe's only negative-response checks: a response exists and is not the original answer."""
+    if not response.strip():
+        return "empty"
+    return "identical" if normalise(response) == normalise(answer) else None
+
+
 def check_negative(
     response: str,
     question: str,

@@ -27,7 +27,16 @@ from ..progress import progress_bar
 from .backends import Backend, BackendError, Turn
 from .cache import Attempt, GenerationCache, SlotKey, short_hash
 from .fallbacks import fallback_refusal, fallback_rewrite
-from .filters import check_negative, check_rewrite, clean_negative, clean_rewrite, key_span, normalise
+from .filters import (
+    check_negative,
+    check_negative_paper,
+    check_rewrite,
+    check_rewrite_paper,
+    clean_negative,
+    clean_rewrite,
+    key_span,
+    normalise,
+)
 from .templates import PromptTemplate, load_prompt
 
 log = logging.getLogger(__name__)
@@ -134,7 +143,9 @@ def _item_hash(rec: QARecord) -> str:
 
 def config_hash(cfg: GenerateConfig, rewrite: PromptTemplate, negative: PromptTemplate, backend: Backend) -> str:
     """Hash of everything that changes the generations: a different value means a fresh cache key."""
-    return short_hash(CACHE_VERSION, cfg.model_dump(by_alias=True), rewrite.fingerprint(), negative.fingerprint(), backend.name)
+    # "full" filters leave the dump as it was before the field existed, so earlier caches keep their keys
+    dump = cfg.model_dump(by_alias=True, exclude={"filters"} if cfg.filters == "full" else None)
+    return short_hash(CACHE_VERSION, dump, rewrite.fingerprint(), negative.fingerprint(), backend.name)
 
 
 def restructure(
@@ -156,6 +167,8 @@ def restructure(
 
     def rewrite_slot(i: int, rec: QARecord, kind: str, slot: int) -> _Slot:
         def check(text: str, taken: list[str]) -> str | None:
+            if cfg.filters == "paper":
+                return check_rewrite_paper(text, rec.question, taken)
             return check_rewrite(text, rec.question, rec.answer, rewrite_prompt.example_entities, taken, rec.key)
 
         return _Slot((i, kind, slot), items[i], rewrite_prompt.conversation(rec.question, rec.answer, rotate=slot), check,
@@ -178,7 +191,10 @@ def restructure(
             q = question_of(i, slot)
 
             def check(text: str, taken: list[str]) -> str | None:
-                reason = check_negative(text, rec.question, rec.answer, cfg.mode, rec.key, negative_prompt.example_entities)
+                if cfg.filters == "paper":
+                    reason = check_negative_paper(text, rec.answer)
+                else:
+                    reason = check_negative(text, rec.question, rec.answer, cfg.mode, rec.key, negative_prompt.example_entities)
                 if reason is None and any(normalise(text) == normalise(t) for t in taken):
                     return "duplicate"
                 return reason
