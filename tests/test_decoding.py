@@ -82,19 +82,34 @@ def test_generation_configs_beyond_argmax_use_generate(tiny, monkeypatch, field,
     assert calls
 
 
-def test_sampling_draws_what_generate_draws_while_no_row_has_ended(lively):
+@pytest.mark.parametrize("temperature,top_p,top_k", [(0.7, 0.9, 50), (1.0, 1.0, 50), (1.3, 0.5, 5), (0.7, 0.9, None)])
+def test_sampler_draws_from_generates_distribution(temperature, top_p, top_k):
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    logits = torch.randn(8, 1000, generator=torch.Generator().manual_seed(3)) * 3
+    hf = logits.clone()
+    for warp in ([TemperatureLogitsWarper(temperature)] + ([TopKLogitsWarper(top_k)] if top_k else [])
+                 + ([TopPLogitsWarper(top_p)] if top_p < 1 else [])):
+        hf = warp(None, hf)
+    sampler = decoding.Sampler(temperature, top_p, top_k)
+    ids, probs = sampler.candidates(logits)
+    ours = torch.zeros_like(logits).scatter_(1, ids, probs)
+    assert torch.allclose(ours, hf.softmax(-1), atol=1e-6)
+    torch.manual_seed(0)
+    drawn = sampler(logits)
+    assert bool((hf.softmax(-1).gather(1, drawn[:, None]) > 0).all())  # every draw is a candidate of generate's
+
+
+def test_sampling_through_the_loop_keeps_to_the_candidates(lively):
     gen = torch.Generator().manual_seed(2)
     prompts = [torch.randint(2, 40, (n,), generator=gen).tolist() for n in (5, 9, 3, 7)]
     ids, mask, pos = inference._left_batch(prompts, 0, "cpu")
     torch.manual_seed(7)
     with torch.inference_mode():
-        hf = lively.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=True, temperature=0.7,
-                             top_p=0.9, eos_token_id=[], pad_token_id=0)[:, ids.shape[1]:].tolist()
-    torch.manual_seed(7)
-    with torch.inference_mode():
-        ours = decoding.decode(lively, ids, mask, pos, 12, [], decoding.Sampler.for_model(lively, 0.7, 0.9))
-    assert ours == hf
-    assert decoding.Sampler.for_model(lively, 0.7, 0.9).warpers[1].top_k == decoding.DEFAULT_TOP_K
+        replies = decoding.decode(lively, ids, mask, pos, 12, [], decoding.Sampler(1.0, 1.0, 1))  # top-1 = greedy
+        greedy = decoding.decode(lively, ids, mask, pos, 12, [])
+    assert replies == greedy
+    assert decoding.Sampler.for_model(lively, 0.7, 0.9).top_k == decoding.DEFAULT_TOP_K
 
 
 def test_sampling_config_fields_beyond_the_sampler_use_generate(tiny, monkeypatch):
