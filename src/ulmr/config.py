@@ -200,8 +200,8 @@ class RunOptions(BaseModel):
     verify: bool = Field(False, description="run `ulmr verify` on the result (report in OUT.records/verify)")
     card_include_examples: bool = Field(False, description="show a few forget questions on the model card (README.md); by default the card has only the forget set's hash and size")
     probe: Optional[str] = Field(None, description="held-out QA file for --alpha auto (default: the generated probe file)")
-    recipe: Literal["ulmr", "paper"] = Field(
-        "ulmr", description="'paper': Shi et al.'s recipe (no anchor, no answer term, no generation filters, k 2, alpha 0.5 unless given)")
+    recipe: Literal["default", "paper"] = Field(
+        "default", description="'paper': Shi et al.'s recipe (no anchor, no answer term, no generation filters, k 2, alpha 0.5 unless given)")
 
     @field_validator("alpha", mode="before")
     @classmethod
@@ -233,8 +233,8 @@ class UnlearnConfig(GenerateConfig, BackendConfig, TrainConfig, RunOptions):
         """``--recipe paper`` sets the paper's settings; options that contradict it are errors."""
         if self.recipe != "paper":
             return self
-        if self.method != "ulmr":
-            raise ValueError(f"--recipe paper is a recipe of --method ulmr (got --method {self.method})")
+        if not method_class(self.method).generates_dfr:
+            raise ValueError(f"--recipe paper is a recipe of the D_fr method (got --method {self.method})")
         if self.retain:
             raise ValueError("--recipe paper fine-tunes on D_fr alone; drop --retain")
         if self.answer_weight not in (None, 0):
