@@ -247,9 +247,8 @@ def _shared_prompt_examples(tok):
 
 @pytest.mark.parametrize("batch_size", [2, 16])  # 2: the 5-answer group exceeds a batch and is kept whole
 def test_shared_prompt_scoring_equals_the_plain_path_and_per_item_forwards(tiny, batch_size):
-    from ulmr.inference import score
-
     from ulmr import inference
+    from ulmr.inference import score
 
     model, tok = tiny
     encs = _shared_prompt_examples(tok)

@@ -17,7 +17,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..atomic import write_jsonl
 from ..config import GenerateConfig
@@ -148,6 +148,28 @@ def config_hash(cfg: GenerateConfig, rewrite: PromptTemplate, negative: PromptTe
     return short_hash(CACHE_VERSION, dump, rewrite.fingerprint(), negative.fingerprint(), backend.name)
 
 
+def _rewrite_check(cfg: GenerateConfig, rec: QARecord, example_entities: Sequence[str]) -> Callable[[str, list[str]], str | None]:
+    """The reason a rewrite of ``rec`` is unusable (or None), by the configured filters."""
+    if cfg.filters == "paper":
+        return lambda text, taken: check_rewrite_paper(text, rec.question, taken)
+    return lambda text, taken: check_rewrite(text, rec.question, rec.answer, example_entities, taken, rec.key)
+
+
+def _negative_check(cfg: GenerateConfig, rec: QARecord, example_entities: Sequence[str]) -> Callable[[str, list[str]], str | None]:
+    """The reason a negative response for ``rec`` is unusable (or None): the configured filters, then duplicates."""
+
+    def check(text: str, taken: list[str]) -> str | None:
+        if cfg.filters == "paper":
+            reason = check_negative_paper(text, rec.answer)
+        else:
+            reason = check_negative(text, rec.question, rec.answer, cfg.mode, rec.key, example_entities)
+        if reason is None and any(normalise(text) == normalise(t) for t in taken):
+            return "duplicate"
+        return reason
+
+    return check
+
+
 def restructure(
     records: list[QARecord],
     backend: Backend,
@@ -166,11 +188,7 @@ def restructure(
     items = [_item_hash(r) for r in records]
 
     def rewrite_slot(i: int, rec: QARecord, kind: str, slot: int) -> _Slot:
-        def check(text: str, taken: list[str]) -> str | None:
-            if cfg.filters == "paper":
-                return check_rewrite_paper(text, rec.question, taken)
-            return check_rewrite(text, rec.question, rec.answer, rewrite_prompt.example_entities, taken, rec.key)
-
+        check = _rewrite_check(cfg, rec, rewrite_prompt.example_entities)
         return _Slot((i, kind, slot), items[i], rewrite_prompt.conversation(rec.question, rec.answer, rotate=slot), check,
                      lambda taken: fallback_rewrite(rec.question, slot, taken), clean_rewrite)
 
@@ -189,16 +207,7 @@ def restructure(
 
         def negative_slot(i: int, rec: QARecord, slot: int) -> _Slot:
             q = question_of(i, slot)
-
-            def check(text: str, taken: list[str]) -> str | None:
-                if cfg.filters == "paper":
-                    reason = check_negative_paper(text, rec.answer)
-                else:
-                    reason = check_negative(text, rec.question, rec.answer, cfg.mode, rec.key, negative_prompt.example_entities)
-                if reason is None and any(normalise(text) == normalise(t) for t in taken):
-                    return "duplicate"
-                return reason
-
+            check = _negative_check(cfg, rec, negative_prompt.example_entities)
             return _Slot((i, "negative", slot), short_hash(items[i], q), negative_prompt.conversation(q, rec.answer, rotate=slot),
                          check, lambda taken: fallback_refusal(keys[i], cfg.seed, i, slot, taken), clean_negative)
 
