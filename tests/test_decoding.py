@@ -116,3 +116,18 @@ def test_sampling_config_fields_beyond_the_sampler_use_generate(tiny, monkeypatc
     model, _ = tiny
     monkeypatch.setattr(model.generation_config, "typical_p", 0.5)
     assert decoding.plain_decoding_supported(model) and not decoding.plain_decoding_supported(model, sample=True)
+
+
+def test_a_cache_the_loop_cannot_buffer_is_left_as_given(lively):
+    from transformers.cache_utils import DynamicLayer
+
+    class Quantised(DynamicLayer):  # stands for any layer type the loop does not know
+        pass
+
+    ids, mask, pos = inference._left_batch([[3, 4, 5, 6, 7], [8, 9, 10, 11, 12]], 0, "cpu")
+    with torch.inference_mode():
+        out = lively(input_ids=ids[:, :3], attention_mask=mask[:, :3], use_cache=True)
+        cache = out["cache"] if "cache" in out else out["past_key_values"]
+        cache.layers[0].__class__ = Quantised
+        assert decoding.decode(lively, ids, mask, pos, 4, [], cache=cache) is None
+    assert cache.get_seq_length() == 3  # not extended by a forward the loop then abandons

@@ -117,13 +117,18 @@ class _BufferedLayer(DynamicLayer):
         self.keys, self.values = self._k[:, :, : self._filled], self._v[:, :, : self._filled]
 
 
+def _plain_layers(cache: Cache) -> bool:
+    """True when every layer is a plain DynamicLayer (not sliding windows, linear attention, quantised caches)."""
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
 def _buffered(cache: Cache, extra: int) -> bool:
     """Turn every layer of a freshly prefilled cache into a :class:`_BufferedLayer`; False if a layer is not a
-    plain DynamicLayer (sliding windows, linear attention, quantised caches), which this loop does not handle."""
-    layers = getattr(cache, "layers", None)
-    if not layers or any(type(layer) is not DynamicLayer or not layer.is_initialized for layer in layers):
+    plain, filled DynamicLayer, which this loop does not handle."""
+    if not _plain_layers(cache) or not all(layer.is_initialized for layer in cache.layers):
         return False
-    for layer in layers:
+    for layer in cache.layers:
         layer.__class__ = _BufferedLayer
         layer.reserve(extra)
     return True
@@ -136,6 +141,8 @@ def decode(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, pos: t
     ``stop_ids`` (that token included) or at ``max_new_tokens``; ``pick`` chooses each next token (:func:`argmax`
     or a :class:`Sampler`). ``cache`` may hold the keys/values of the first columns of ``ids`` (a shared context),
     one row per batch row. None when the model's cache cannot be buffered."""
+    if cache is not None and not _plain_layers(cache):
+        return None  # checked before the forward, which would extend the caller's cache
     start = cache.get_seq_length() if cache is not None else 0
     out = model(input_ids=ids[:, start:], attention_mask=mask, position_ids=pos[:, start:], cache=cache, use_cache=True,
                 logits_to_keep=1)
