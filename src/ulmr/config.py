@@ -201,7 +201,7 @@ class RunOptions(BaseModel):
     card_include_examples: bool = Field(False, description="show a few forget questions on the model card (README.md); by default the card has only the forget set's hash and size")
     probe: Optional[str] = Field(None, description="held-out QA file for --alpha auto (default: the generated probe file)")
     recipe: Literal["default", "paper"] = Field(
-        "default", description="'paper': Shi et al.'s recipe (no anchor, no answer term, no generation filters, k 2, alpha 0.5 unless given)")
+        "default", description="'paper': Shi et al.'s recipe (no anchor, no answer term, generation filters only for empty, identical and duplicate texts, k 2, alpha 0.5 unless given)")
 
     @field_validator("alpha", mode="before")
     @classmethod
