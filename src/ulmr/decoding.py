@@ -171,7 +171,8 @@ def decode(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, pos: t
         # rows that ended but were not dropped yet keep decoding; their extra tokens are cut below
         token = pick(logits[:, -1].float())
         next_pos = next_pos + 1
-    return [_cut(r, set(stop_ids)) for r in replies]
+    ends = set(stop_ids)
+    return [_cut(r, ends) for r in replies]
 
 
 def _cut(reply: list[int], stops: set[int]) -> list[int]:

@@ -60,8 +60,12 @@ def _batches(order: list[int], batch_size: int) -> list[list[int]]:
 def _left_batch(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     ids = pad(seqs, pad_id, side="left").to(device)
     mask = pad([[1] * len(s) for s in seqs], 0, side="left").to(device)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids, mask, pos
+    return ids, mask, _positions(mask)
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of a left-padded batch: each row counts from 0 at its first real token."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def score(
@@ -359,7 +363,7 @@ def generate(
             if plain_decoding_supported(model, do_sample):
                 ends = set(stop_ids) | (_newline_ids(tokenizer) if stop_at_newline else set())
                 pick = Sampler.for_model(model, temperature, top_p) if do_sample else argmax
-                replies = decode(model, ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), max_new_tokens, ends, pick,
+                replies = decode(model, ids, mask, _positions(mask), max_new_tokens, ends, pick,
                                  extra.get("cache"))
             if replies is None:
                 replies = _hf_generate(model, tokenizer, ids, mask, extra, max_new_tokens, stop_ids, pad_id,

@@ -313,6 +313,16 @@ def lost_entities(rewrite: str, question: str) -> list[str]:
     return lost
 
 
+def check_rewrite_paper(rewrite: str, question: str, taken: Sequence[str] = ()) -> str | None:
+    """The paper recipe's only rewrite checks: a rewrite exists and differs from the original and the others."""
+    if not rewrite.strip():
+        return "empty"
+    norm = normalise(rewrite)
+    if norm == normalise(question):
+        return "identical"
+    return "duplicate" if any(norm == normalise(t) for t in taken) else None
+
+
 def check_rewrite(
     rewrite: str,
     question: str,
@@ -322,13 +332,10 @@ def check_rewrite(
     key: Sequence[str] | None = None,
 ) -> str | None:
     """The reason ``rewrite`` is unusable, or None. ``taken``: the original and accepted rewrites."""
-    if not rewrite.strip():
-        return "empty"
+    basic = check_rewrite_paper(rewrite, question, taken)
+    if basic:
+        return basic
     norm = normalise(rewrite)
-    if norm == normalise(question):
-        return "identical"
-    if any(norm == normalise(t) for t in taken):
-        return "duplicate"
     terms = key_span(question, answer, key)
     if not is_question_form(rewrite):
         return "answers" if leaked_terms(rewrite, terms) else "not_a_question"
@@ -350,16 +357,6 @@ def check_rewrite(
     if any(not _in_question(run, q_bases) for run in capitalised_runs(rewrite)):
         return "new_entity"  # a paraphrase adds no names (invented titles, places)
     return None
-
-
-def check_rewrite_paper(rewrite: str, question: str, taken: Sequence[str] = ()) -> str | None:
-    """The paper recipe's only rewrite checks: a rewrite exists and differs from the original and the others."""
-    if not rewrite.strip():
-        return "empty"
-    norm = normalise(rewrite)
-    if norm == normalise(question):
-        return "identical"
-    return "duplicate" if any(norm == normalise(t) for t in taken) else None
 
 
 def check_negative_paper(response: str, answer: str) -> str | None:
