@@ -182,3 +182,27 @@ def test_bench_answer_weight_reaches_ulmr_only_and_the_table_states_it(bench, tm
         assert tofu_bench._train_config(paper, "ulmr", 0, finetune=True).answer_weight is None
         target, retain = tmp_path / "t", tmp_path / "r"
         assert tofu_bench.stage_key(paper, target, retain) != tofu_bench.stage_key(cls(data=str(tmp_path)), target, retain)
+
+
+def test_paper_recipe_is_its_own_row_with_the_papers_filters(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):
+    """'ULMR (paper recipe)' generates D_fr with the paper's filters, trains on it without retain rows and
+    gets its own row beside ULMR's."""
+    monkeypatch.setenv("ULMR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ULMR_QUIET", "1")
+    seen: dict[str, tuple[str, int]] = {}
+    real_rows, real_train = common.dfr_rows, common.train_model
+    filters: list[str] = []
+    monkeypatch.setattr(common, "dfr_rows", lambda *a, **kw: (filters.append(kw["filters"]), real_rows(*a, **kw))[1])
+
+    def train(start, forget, retain, tcfg, work, **kw):
+        model, tok, res = real_train(start, forget, retain, tcfg, work, **kw)
+        seen[tcfg.method] = (tcfg.method, res.train_tokens)
+        return model, tok, res
+
+    monkeypatch.setattr(common, "train_model", train)
+    res = run_tofu_bench(_cfg(tiny_model_dir, tiny_tofu, tmp_path / "run", ["ulmr", "ulmr-paper"]), show=False)
+    assert filters == ["full", "paper"]
+    assert {"ULMR", "ULMR (paper recipe)"} <= {r.name for r in res["rows"]}
+    assert (tmp_path / "run" / "d_fr-ulmr-paper-base.jsonl").exists() and (tmp_path / "run" / "d_fr-ulmr-base.jsonl").exists()
+    # one optimizer step each on the same number of D_fr rows: ULMR adds a retain row per D_fr row, the paper recipe none
+    assert seen["ulmr-paper"][1] < seen["ulmr"][1]

@@ -129,6 +129,16 @@ def test_ulmr_answer_term_adds_npo_on_the_original_answer(model, batch):
     torch.testing.assert_close(plain.loss(model, b), want - gamma * npo, **close)
 
 
+def test_ulmr_paper_loss_is_the_nll_of_d_fr_alone(model, batch):
+    """The paper's recipe: retain and original-answer parts in a batch add nothing; no reference is precomputed."""
+    method = get_method("ulmr-paper")
+    b = {**only(batch, "forget", "retain"), **{k.replace("pref_", "original_"): v for k, v in only(batch, "pref").items()}}
+    torch.testing.assert_close(method.loss(model, b), nll(model, batch, "forget"), **close)
+    assert (method.retain, method.ref_logp_parts, method.generation_filters, method.default_alpha) == ("never", (), "paper", 0.5)
+    with pytest.raises(ConfigError, match="answer-weight"):
+        get_method("ulmr-paper", answer_weight=0.03)
+
+
 def test_answer_weight_is_refused_for_methods_without_the_term():
     with pytest.raises(ConfigError, match="answer-weight.*'npo'"):
         get_method("npo", answer_weight=0.1)

@@ -10,6 +10,7 @@ from ulmr.generate.backends import LocalBackend
 from ulmr.generate.filters import check_negative, check_negative_paper, check_rewrite, check_rewrite_paper
 from ulmr.generate.restructure import config_hash, restructure
 from ulmr.generate.templates import load_prompt
+from ulmr.methods.registry import get_method
 
 
 def _cfg(**kw) -> UnlearnConfig:
@@ -18,10 +19,15 @@ def _cfg(**kw) -> UnlearnConfig:
 
 def test_paper_recipe_sets_the_papers_settings():
     paper, ours = _cfg(recipe="paper"), _cfg()
-    assert (paper.anchor, paper.answer_weight, paper.filters, paper.num_rewrites) == ("none", 0.0, "paper", 2)
-    assert (ours.anchor, ours.answer_weight, ours.filters) == ("builtin", None, "full")
+    assert (paper.method, paper.anchor, paper.filters, paper.num_rewrites) == ("ulmr-paper", "none", "paper", 2)
+    assert (ours.method, ours.anchor, ours.answer_weight, ours.filters) == ("ulmr", "builtin", None, "full")
     assert paper.effective_alpha() == 0.5 and _cfg(recipe="paper", alpha=0.3).effective_alpha() == 0.3
     assert paper.stage(GenerateConfig).filters == "paper"
+    assert _cfg(recipe="paper", answer_weight=0).method == "ulmr-paper"  # an explicit 0 agrees with the recipe
+    # the method the recipe runs: NLL on D_fr alone (no retain/anchor part, no answer part)
+    method = get_method(paper.method)
+    assert (method.retain, method.answer_weight, method.ref_logp_parts) == ("never", 0.0, ())
+    assert _cfg(method="ulmr-paper").filters == "paper"  # the method brings its generation filters
 
 
 @pytest.mark.parametrize("kw,flag", [({"method": "npo"}, "--method"), ({"retain": "r.jsonl"}, "--retain"),

@@ -13,10 +13,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from .data.tofu import ForgetSplit
 from .errors import ConfigError
 from .methods.registry import METHODS, get_method, method_class
+from .methods.ulmr_paper import ULMRPaper
 
 AnswerSource = Literal["model", "data"]
 S = TypeVar("S", bound=BaseModel)
-PAPER_ALPHA = 0.5  # the averaging weight of Shi et al. (2024)
 
 # Bounded option types, one source per bound: every config below, the benchmark configs, ``ulmr verify``'s
 # and the option models of commands without a stage config (compare, sweep, eval) use these.
@@ -230,18 +230,20 @@ class UnlearnConfig(GenerateConfig, BackendConfig, TrainConfig, RunOptions):
 
     @model_validator(mode="after")
     def _paper_recipe(self):
-        """``--recipe paper`` sets the paper's settings; options that contradict it are errors."""
-        if self.recipe != "paper":
-            return self
-        if not method_class(self.method).generates_dfr:
-            raise ValueError(f"--recipe paper is a recipe of the D_fr method (got --method {self.method})")
-        if self.retain:
-            raise ValueError("--recipe paper fine-tunes on D_fr alone; drop --retain")
-        if self.answer_weight not in (None, 0):
-            raise ValueError(f"--recipe paper has no answer term; drop --answer-weight {self.answer_weight:g}")
-        if self.num_rewrites != 2:
-            raise ValueError(f"--recipe paper rewrites each instruction twice; drop --num-rewrites {self.num_rewrites}")
-        self.anchor, self.answer_weight, self.filters = "none", 0.0, "paper"
+        """``--recipe paper`` runs the paper's method (:class:`~ulmr.methods.ulmr_paper.ULMRPaper`); options that
+        contradict it are errors. A method built on the paper's generation filters gets them."""
+        if self.recipe == "paper":
+            if not method_class(self.method).generates_dfr:
+                raise ValueError(f"--recipe paper is a recipe of the D_fr method (got --method {self.method})")
+            if self.retain:
+                raise ValueError("--recipe paper fine-tunes on D_fr alone; drop --retain")
+            if self.answer_weight not in (None, 0):
+                raise ValueError(f"--recipe paper has no answer term; drop --answer-weight {self.answer_weight:g}")
+            if self.num_rewrites != 2:
+                raise ValueError(f"--recipe paper rewrites each instruction twice; drop --num-rewrites {self.num_rewrites}")
+            self.method, self.anchor, self.answer_weight = ULMRPaper.name, "none", None
+        if method_class(self.method).generation_filters == "paper":
+            self.filters = "paper"
         return self
 
     def stage(self, cls: type[S]) -> S:
@@ -249,10 +251,8 @@ class UnlearnConfig(GenerateConfig, BackendConfig, TrainConfig, RunOptions):
         return cls.model_validate(self.model_dump(include=set(cls.model_fields)))
 
     def effective_alpha(self) -> float | str | None:
-        """``--alpha``, else 0.5 for ``--recipe paper``, else the method's ``default_alpha`` (ULMR: 0.5; others: None)."""
-        if self.alpha is not None:
-            return self.alpha
-        return PAPER_ALPHA if self.recipe == "paper" else method_class(self.method).default_alpha
+        """``--alpha``, else the method's ``default_alpha`` (ULMR and its paper recipe: 0.5; others: None)."""
+        return self.alpha if self.alpha is not None else method_class(self.method).default_alpha
 
 
 class CompareConfig(Seeded):

@@ -169,14 +169,15 @@ def train_model(start: str | Path, forget: Sequence[Any], retain: Sequence[Any] 
 
 
 def dfr_rows(records: Sequence[Any], model, tokenizer, work: Path, max_new_tokens: int = 64,
-             batch_size: int = 16, seed: int = 0) -> tuple[list[dict], dict[str, Any]]:
+             batch_size: int = 16, seed: int = 0, filters: str = "full") -> tuple[list[dict], dict[str, Any]]:
     """D_fr for ``records`` (QARecords) with ``model`` as the generator: the generation stage of ``ulmr unlearn``
-    at its default options and ``seed``, resumable through ``work/generation_cache.jsonl`` (one ``work`` per seed).
+    at its default options, ``seed`` and ``filters`` (a method's ``generation_filters``), resumable through
+    ``work/generation_cache.jsonl`` (one ``work`` per method and seed).
 
     Returns the rows and what to report about them: row count and how many rewrites / negative responses fell
     back to templates (a generator that no longer follows the prompts makes D_fr all templates)."""
 
-    gen = GenerateConfig(seed=seed, max_new_tokens=max_new_tokens, gen_batch_size=batch_size)
+    gen = GenerateConfig(seed=seed, max_new_tokens=max_new_tokens, gen_batch_size=batch_size, filters=filters)
     res = run_generation(gen, list(records), make_backend(BackendConfig(), model, tokenizer), work)
     n_items, k = len(records), gen.num_rewrites
     info = {"d_fr_rows": len(res.rows), "fallback_rewrites": f"{res.stats['fallback_rewrites']}/{n_items * (k + 1)}",

@@ -212,8 +212,9 @@ def method_data(cfg: RwkuBenchConfig, method: str, target: int, base: str, out: 
     if cls.generates_dfr:
         model, tok = load(base)
         records = reject_records(folder, cfg.limit_train, model, tok, cfg.answer_tokens, cfg.eval_batch_size)
-        work = out / "work" / (f"t{target}-ulmr-generation" + (f"-seed{seed}" if seed else ""))
-        forget, info = common.dfr_rows(records, model, tok, work, cfg.gen_max_new_tokens, cfg.eval_batch_size, seed=seed)
+        work = out / "work" / (f"t{target}-{method}-generation" + (f"-seed{seed}" if seed else ""))
+        forget, info = common.dfr_rows(records, model, tok, work, cfg.gen_max_new_tokens, cfg.eval_batch_size, seed=seed,
+                                       filters=cls.generation_filters)
     elif cls.needs_preferred:
         forget = dpo_items(folder, subject, rows)
     else:

@@ -229,15 +229,16 @@ def method_forget(cfg: TofuBenchConfig, method: str, target: Path, forget: list[
                   seed: int = 0) -> tuple[list[Any], dict[str, Any]]:
     """The forget side a method trains on: the forget split, or (ULMR) D_fr generated from it by the generator
     model (seed 0 for every seed under equal-steps; the run's seed under curves)."""
-    if not method_class(method).generates_dfr:
+    cls = method_class(method)
+    if not cls.generates_dfr:
         return list(forget), {}
     generator = str(target) if cfg.generator == "target" else cached_model_dir(cfg.model)
     gen_model, gen_tok = load(generator)
     suffix = _gen_suffix(cfg) + (f"-seed{seed}" if seed else "")
-    rows, info = common.dfr_rows(forget, gen_model, gen_tok, out / "work" / f"ulmr-generation{suffix}",
-                                 cfg.gen_max_new_tokens, cfg.eval_batch_size, seed=seed)
+    rows, info = common.dfr_rows(forget, gen_model, gen_tok, out / "work" / f"{method}-generation{suffix}",
+                                 cfg.gen_max_new_tokens, cfg.eval_batch_size, seed=seed, filters=cls.generation_filters)
     info["generator"] = cfg.generator
-    write_jsonl(out / f"d_fr{suffix}.jsonl", rows)
+    write_jsonl(out / f"d_fr-{method}{suffix}.jsonl", rows)
     return rows, info
 
 

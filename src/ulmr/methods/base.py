@@ -38,7 +38,8 @@ class Method:
     no averaging unless asked; the benchmarks average exactly these methods, at their ``--alpha``),
     ``starts_from_base`` (training starts from ``--base`` when given, not from ``--model``; the TOFU
     bench's retain model is its run), ``benchmarks`` (the benchmark protocols that run it, by default and
-    as allowed choices), ``forget_only_in`` (protocols that run it without a retain set although it takes
+    as allowed choices), ``generation_filters`` (the generation filters its D_fr is built with: ``"full"``
+    or the paper's ``"paper"``, :mod:`ulmr.generate.filters`), ``forget_only_in`` (protocols that run it without a retain set although it takes
     one elsewhere: RWKU's GA, NPO and DPO).
     """
 
@@ -54,6 +55,7 @@ class Method:
     # pipeline needs
     generates_dfr: ClassVar[bool] = False
     default_alpha: ClassVar[float | None] = None
+    generation_filters: ClassVar[Literal["full", "paper"]] = "full"
     starts_from_base: ClassVar[bool] = False
     benchmarks: ClassVar[tuple[str, ...]] = ("tofu", "rwku")
     forget_only_in: ClassVar[tuple[str, ...]] = ()

@@ -11,10 +11,12 @@ from .kl import KLMin
 from .npo import NPO
 from .retrain import Retrain
 from .ulmr import ULMR
+from .ulmr_paper import ULMRPaper
 
 # The order is the order of the benchmark tables' rows and of the lists in help and error messages.
 METHODS: dict[str, type[Method]] = {
     "ulmr": ULMR,
+    "ulmr-paper": ULMRPaper,
     "ga": GradientAscent,
     "kl": KLMin,
     "dpo": DPO,
