@@ -1,7 +1,7 @@
 """The sweep behind the demo's settings (docs/results/demo.md): train ULMR's p_f once on the demo forget
 set with the given lr / λ / LoRA, then measure the demo's numbers at several α without writing models.
 
-usage: python bench/demo_settings_sweep.py NAME LR EPOCHS ALPHAS [--retain-weight 2] [--answer-weight G] [--answer-source model|data] [--beta B] [--seed S]
+usage: python bench/demo_settings_sweep.py NAME LR EPOCHS ALPHAS [--retain-weight 2] [--retain-loss nll|kl] [--answer-weight G] [--answer-source model|data] [--beta B] [--seed S]
            [--method M] [--mode refusal|counterfactual] [--lora] [--dfr D_FR.jsonl] [--general]
        e.g. python bench/demo_settings_sweep.py lr1e-4 1e-4 3 0.4,0.5,0.6 --retain-weight 2
 Reuse the D_fr of a first run (OUT/NAME.records/d_fr.jsonl) with --dfr so configurations differ in training only.
@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("epochs", type=float)
     ap.add_argument("alphas")
     ap.add_argument("--retain-weight", type=float, default=None)
+    ap.add_argument("--retain-loss", default=None, choices=["nll", "kl"], help="ulmr's retain/anchor term")
     ap.add_argument("--lora", action="store_true")
     ap.add_argument("--dfr", default=None, help="an existing D_fr (skips generation)")
     ap.add_argument("--general", action="store_true", help="also measure resources/demo/general.jsonl")
@@ -55,7 +56,7 @@ def main() -> None:
     cfg = UnlearnConfig(model=DEMO_MODEL, forget=forget, out=out / args.name, method=args.method, mode=args.mode,
                         lr=args.lr, epochs=args.epochs, seed=args.seed, answer_weight=args.answer_weight, answer_source=args.answer_source,
                         beta=args.beta,
-                        retain_weight=args.retain_weight, lora=args.lora, lora_r=16, alpha=0.5,
+                        retain_weight=args.retain_weight, retain_loss=args.retain_loss, lora=args.lora, lora_r=16, alpha=0.5,
                         keep_finetuned=True, overwrite=True)
     unlearn(cfg, generate_dfr=args.dfr is None)
     ft = out / args.name / "finetuned"

@@ -26,11 +26,11 @@ BAD = {
     "--ft-batch-size": "0", "--generator": "oracle", "--eval-batch-size": "0", "--threads": "-1", "--targets": "0",
     "--limit-train": "0", "--relearn-steps": "0", "--relearn-lr": "0", "--group-size": "0", "--threshold": "-1",
     "--refusal-threshold": "2", "--protocol": "fastest", "--curve-points": "0", "--ulmr-alphas": "0.5,1.5",
-    "--recipe": "pastry", "--filters": "none",
+    "--recipe": "pastry", "--filters": "none", "--retain-loss": "l2",
 }
 GENERATE = ["--num-rewrites", "--filters", "--mode", "--backend", "--generator-dtype", "--temperature", "--max-new-tokens",
             "--gen-batch-size", "--seed"]
-TRAIN = ["--epochs", "--lr", "--retain-weight", "--answer-weight", "--answer-source", "--beta", "--batch-size",
+TRAIN = ["--epochs", "--lr", "--retain-weight", "--retain-loss", "--answer-weight", "--answer-source", "--beta", "--batch-size",
          "--grad-accum", "--max-steps", "--max-length", "--seed", "--lora-r", "--checkpoint-steps", "--anchor", "--method"]
 # Command -> (the command with valid required options, {flag: value} overriding BAD, flags to check).
 COMMANDS: dict[str, tuple[list[str], dict[str, str], list[str]]] = {

@@ -310,3 +310,18 @@ def test_lora_answer_term_takes_the_base_models_own_answers(fresh, tokenizer, tm
     res = train_unlearn(fresh(), tokenizer, DFR, RETAIN, cfg(method="ulmr", lora=True, max_steps=2, answer_weight=0.1), tmp_path)
     assert seen == [True]
     assert res.loss_weights["answer_texts"] == {"model": 0, "item": 0, "data": 6} and res.steps == 2
+
+
+def test_ulmr_kl_retain_term_trains_against_a_frozen_copy(fresh, tokenizer, tmp_path, monkeypatch):
+    """--retain-loss kl reaches the trainer: a frozen reference is made and its first step's retain term is 0."""
+    from ulmr.config import UnlearnConfig
+    from ulmr.methods import common as method_common
+
+    t = UnlearnConfig(forget="f.jsonl", out="o", retain_loss="kl").stage(TrainConfig)
+    assert t.retain_loss == "kl"
+    kls: list[float] = []
+    real_kl = method_common.answer_kl
+    monkeypatch.setattr("ulmr.methods.ulmr.answer_kl", lambda *a: (kls.append(float(real_kl(*a).detach())), real_kl(*a))[1])
+    res = train_unlearn(fresh(), tokenizer, FORGET, RETAIN, cfg(method="ulmr", retain_loss="kl", answer_weight=0, max_steps=2), tmp_path)
+    assert res.steps == 2 and res.loss_weights["retain_loss"] == "kl"
+    assert len(kls) == 2 and kls[0] == pytest.approx(0.0, abs=1e-6) and kls[1] > 0  # the model moves away from its copy

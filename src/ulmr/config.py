@@ -138,6 +138,9 @@ class TrainConfig(Seeded):
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     lora_target_modules: Optional[list[str]] = None  # None: peft's default for the architecture
     retain_weight: Optional[Weight] = Field(None, description="weight of the retain/anchor NLL term (default: the method's)")
+    retain_loss: Optional[Literal["nll", "kl"]] = Field(
+        None, description="ulmr's retain/anchor term: NLL of the retain answers ('nll', default) or KL to the model before "
+        "training at their positions ('kl')")
     beta: Optional[float] = Field(None, gt=0, description="β of dpo/npo and of ulmr's answer term (default: the method's, 0.1)")
     answer_weight: Optional[Weight] = Field(
         None, description="ulmr: weight γ of an NPO term on the key span of each D_fr row's original answer "
@@ -171,7 +174,7 @@ class TrainConfig(Seeded):
             with_beta = ", ".join(n for n, c in METHODS.items() if c.default_beta is not None)
             raise ValueError(f"--beta applies to {with_beta} only, not method '{self.method}'")
         try:  # the method's own checks (--answer-weight), before the model is loaded
-            get_method(self.method, beta=self.beta, answer_weight=self.answer_weight)
+            get_method(self.method, beta=self.beta, answer_weight=self.answer_weight, retain_loss=self.retain_loss)
         except ConfigError as e:
             raise ValueError(str(e)) from e
         return self

@@ -236,7 +236,8 @@ def train_unlearn(
     written outside ``output_dir``; with ``resume`` half-written checkpoints in ``output_dir/checkpoints`` are
     removed and the last complete one is continued.
     """
-    method = get_method(cfg.method, beta=cfg.beta, retain_weight=cfg.retain_weight, answer_weight=cfg.answer_weight)
+    method = get_method(cfg.method, beta=cfg.beta, retain_weight=cfg.retain_weight, answer_weight=cfg.answer_weight,
+                        retain_loss=cfg.retain_loss)
     epochs = resolved_epochs(cfg)
     lr = cfg.lr if cfg.lr is not None else method.default_lr(model.num_parameters())
     if cfg.lr is None:
@@ -281,6 +282,7 @@ def train_unlearn(
         is_main_process=trainer.is_world_process_zero(),
         lr=lr,
         loss_weights={"beta": method.beta, "retain_weight": method.retain_weight, "answer_weight": method.answer_weight,
+                      "retain_loss": method.retain_loss,
                       "answer_term": answer_term, "answer_source": cfg.answer_source if answer_term else None,
                       "answer_texts": answer_texts},
     )

@@ -39,6 +39,9 @@ EXTRAP = typer.Option(False, help="Allow a > 1 (task-vector extrapolation).")
 EPOCHS = typer.Option(None, help="Training epochs (default: the method's).")
 LR = typer.Option(None, help="Learning rate (default: the method's; for ulmr by model size: 1e-4 below 0.5B parameters, 3e-5 below 3B, else 1e-5).")
 RETAIN_W = typer.Option(None, help="Weight λ of the retain/anchor NLL term (default: the method's; 2 for ulmr, 1 for the others).")
+RETAIN_LOSS = typer.Option(
+    None, help="ulmr's retain/anchor term: 'nll' (default: NLL of the retain answers) or 'kl' (KL to the model before training at "
+    "those answers' positions: keeps its distributions instead of training on one sampled answer; loads a second copy of the model).")
 BETA = typer.Option(None, help="β of dpo / npo and of ulmr's --answer-weight term (default 0.1).")
 ANSWER_W = typer.Option(
     None, help="ulmr only: weight γ of an NPO term (β from --beta, default 0.1) that lowers the key-span tokens of the answer each "
@@ -80,7 +83,7 @@ def unlearn_cmd(
     openai_model: Optional[str] = OAI_MODEL, api_key_env: str = KEY_ENV, temperature: float = TEMP,
     max_new_tokens: int = GEN_TOKENS, gen_batch_size: int = GEN_BS,
     alpha: Optional[str] = ALPHA, allow_extrapolation: bool = EXTRAP,
-    epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, retain_weight: Optional[float] = RETAIN_W, answer_weight: Optional[float] = ANSWER_W, answer_source: str = ANSWER_SRC, beta: Optional[float] = BETA, batch_size: int = BS, grad_accum: int = ACCUM,
+    epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, retain_weight: Optional[float] = RETAIN_W, retain_loss: Optional[str] = RETAIN_LOSS, answer_weight: Optional[float] = ANSWER_W, answer_source: str = ANSWER_SRC, beta: Optional[float] = BETA, batch_size: int = BS, grad_accum: int = ACCUM,
     max_steps: int = MAX_STEPS, max_length: int = MAXLEN, group_by_length: bool = GROUP, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
     checkpoint_steps: Optional[int] = CKPT_STEPS, keep_finetuned: bool = KEEP, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
     trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE, verify: bool = VERIFY, probe: Optional[str] = PROBE,
@@ -145,7 +148,7 @@ def train_cmd(
     forget: str = typer.Option(..., "--data", "--forget", "-f", help="Training forget-side data: D_fr (for ulmr) or the forget set."),
     out: Path = OUT, question_field: str = QFIELD, answer_field: str = AFIELD,
     retain: Optional[str] = RETAIN, anchor: str = ANCHOR, method: str = METHOD, base: Optional[str] = BASE,
-    epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, retain_weight: Optional[float] = RETAIN_W, answer_weight: Optional[float] = ANSWER_W, answer_source: str = ANSWER_SRC, beta: Optional[float] = BETA, batch_size: int = BS, grad_accum: int = ACCUM,
+    epochs: Optional[float] = EPOCHS, lr: Optional[float] = LR, retain_weight: Optional[float] = RETAIN_W, retain_loss: Optional[str] = RETAIN_LOSS, answer_weight: Optional[float] = ANSWER_W, answer_source: str = ANSWER_SRC, beta: Optional[float] = BETA, batch_size: int = BS, grad_accum: int = ACCUM,
     max_steps: int = MAX_STEPS, max_length: int = MAXLEN, group_by_length: bool = GROUP, seed: int = SEED, lora: bool = LORA, lora_r: int = LORA_R,
     checkpoint_steps: Optional[int] = CKPT_STEPS, overwrite: bool = OVERWRITE, fresh: bool = FRESH,
     trust_remote_code: bool = TRC, allow_pickle: bool = PICKLE, card_include_examples: bool = CARD_EXAMPLES,

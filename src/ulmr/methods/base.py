@@ -27,7 +27,8 @@ class Method:
     (parts whose reference sequence log-probs are precomputed once), ``needs_preferred`` (a preferred
     answer per forget item: the item's ``preferred`` or a drawn refusal), ``uses_original`` (part
     ``original``: the answer a D_fr row replaced, its ``original_answer`` column, while the instance's
-    ``answer_weight`` is non-zero). Without ``--retain`` the pipeline loads the built-in anchor as the
+    ``answer_weight`` is non-zero), ``retain_losses`` (the forms its retain term takes, ``--retain-loss``;
+    the first is the default). Without ``--retain`` the pipeline loads the built-in anchor as the
     retain set for every method whose ``retain`` is not ``"never"``.
 
     Pipeline needs, read by ``ulmr unlearn``, ``ulmr compare`` and the benchmarks (no code outside
@@ -50,6 +51,7 @@ class Method:
     needs_ref_model: ClassVar[bool] = False
     ref_logp_parts: ClassVar[tuple[str, ...]] = ()
     needs_preferred: ClassVar[bool] = False
+    retain_losses: ClassVar[tuple[str, ...]] = ("nll",)  # the retain term's forms; the first is the default
     uses_original: ClassVar[bool] = False
     forget_nll_rises: ClassVar[bool] = True  # False where the forget answers are learned (ULMR's D_fr)
     # pipeline needs
@@ -70,6 +72,7 @@ class Method:
         self.beta = self.default_beta if beta is None else beta
         self.retain_weight = self.default_retain_weight if retain_weight is None else retain_weight
         self.answer_weight = 0.0
+        self.retain_loss = self.retain_losses[0]
 
     @classmethod
     def default_lr(cls, n_params: int) -> float:

@@ -16,6 +16,7 @@ class KLMin(Method):
     display_name = "KL Minimization"
     retain = "required"
     needs_ref_model = True
+    retain_losses = ("kl",)
     lr = 1e-5
     lr_by_size = BASELINE_LR_BY_SIZE  # 5e-5 below 0.5B parameters
     epochs = 3.0

@@ -45,12 +45,18 @@ def display_name(name: str) -> str:
 
 
 def get_method(name: str, beta: float | None = None, retain_weight: float | None = None,
-               answer_weight: float | None = None) -> Method:
+               answer_weight: float | None = None, retain_loss: str | None = None) -> Method:
     """An instance of method ``name`` with its defaults, overridden by the non-None arguments."""
     cls = method_class(name)
-    if answer_weight is None:
-        return cls(beta=beta, retain_weight=retain_weight)
-    if not cls.uses_original:
-        known = ", ".join(n for n, c in METHODS.items() if c.uses_original)
-        raise ConfigError(f"--answer-weight applies to {known} only, not method '{name}'")
-    return cls(beta=beta, retain_weight=retain_weight, answer_weight=answer_weight)  # type: ignore[call-arg]
+    kw: dict = {}
+    if answer_weight is not None:
+        if not cls.uses_original:
+            known = ", ".join(n for n, c in METHODS.items() if c.uses_original)
+            raise ConfigError(f"--answer-weight applies to {known} only, not method '{name}'")
+        kw["answer_weight"] = answer_weight
+    if retain_loss is not None and retain_loss != cls.retain_losses[0]:
+        if retain_loss not in cls.retain_losses:
+            known = ", ".join(n for n, c in METHODS.items() if retain_loss in c.retain_losses)
+            raise ConfigError(f"--retain-loss {retain_loss} applies to {known} only, not method '{name}'")
+        kw["retain_loss"] = retain_loss
+    return cls(beta=beta, retain_weight=retain_weight, **kw)

@@ -4,8 +4,10 @@ negative responses), plus ``retain_weight`` × NLL on paired retain rows when a 
 
 from __future__ import annotations
 
+import torch
+
 from .base import Method
-from .common import has_part, npo_term, part_nll
+from .common import answer_kl, has_part, npo_term, part_logits, part_nll, ref_part_logits
 
 # Default learning rate by model size (parameters below the bound -> lr). 1e-5 is the usual SFT rate
 # for 1B-7B models; a 135M model barely moves at it (measured on the demo set, 18 steps: forget
@@ -28,6 +30,11 @@ class ULMR(Method):
     held-out paraphrases from 43-55 to 20-30 ROUGE-L (base 67) with neighbour facts unchanged and easy multiple-choice
     utility within a point of plain SFT (docs/results/example_set.md). γ = 0 is the paper's plain SFT; rows
     without an ``original_answer`` column train without the term.
+
+    ``retain_loss="kl"`` (``--retain-loss kl``) replaces λ·NLL_r by λ·KL(p_θ || p) on the retain/anchor
+    answers' positions: the anchor keeps the model's next-token distributions there instead of training on
+    one sampled answer (the built-in anchor's answers are the base model's own greedy ones, wrong ones
+    included). It needs the live reference model (one more forward per step).
     """
 
     name = "ulmr"
@@ -43,15 +50,29 @@ class ULMR(Method):
     default_beta = 0.1
     default_retain_weight = 2.0
     default_answer_weight = 0.03
+    retain_losses = ("nll", "kl")
 
-    def __init__(self, beta: float | None = None, retain_weight: float | None = None, answer_weight: float | None = None):
+    def __init__(self, beta: float | None = None, retain_weight: float | None = None, answer_weight: float | None = None,
+                 retain_loss: str = "nll"):
         super().__init__(beta=beta, retain_weight=retain_weight)
         self.answer_weight = self.default_answer_weight if answer_weight is None else answer_weight
-        # Instance value: the reference log-probs of the original answers are needed only with the term.
+        # Instance values: the reference log-probs of the original answers are needed only with the term,
+        # the live reference only for the KL retain term.
         self.ref_logp_parts = ("original",) if self.answer_weight else ()
+        self.retain_loss = retain_loss
+        self.needs_ref_model = retain_loss == "kl"
+
+    def retain_term(self, model, batch, ref) -> torch.Tensor | float:
+        """λ·NLL_r, or λ·KL(p_θ || p) over the retain answers' positions (``retain_loss="kl"``); 0 without a retain part."""
+        if self.retain_loss != "kl" or not (self.retain_weight and has_part(batch, "retain")):
+            return self.retain_nll(model, batch)
+        with torch.no_grad():
+            ref_logits, _ = ref_part_logits(ref, batch, "retain")
+        logits, labels = part_logits(model, batch, "retain")
+        return self.retain_weight * answer_kl(ref_logits, logits, labels)
 
     def loss(self, model, batch, ref=None):
-        loss = part_nll(model, batch, "forget") + self.retain_nll(model, batch)
+        loss = part_nll(model, batch, "forget") + self.retain_term(model, batch, ref)
         if self.answer_weight and has_part(batch, "original"):
             loss = loss + self.answer_weight * npo_term(model, ref, batch, "original", self.beta)
         return loss

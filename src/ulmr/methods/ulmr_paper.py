@@ -19,3 +19,4 @@ class ULMRPaper(ULMR):
     uses_original = False
     default_answer_weight = 0.0
     generation_filters = "paper"
+    retain_losses = ("nll",)  # no retain term at all
