@@ -178,10 +178,16 @@ def test_bench_answer_weight_reaches_ulmr_only_and_the_table_states_it(bench, tm
     assert tcfg(paper, "ulmr").answer_weight == 0 and tcfg(paper, "npo").answer_weight is None
     assert tcfg(cls(data=str(tmp_path)), "ulmr").answer_weight is None  # ULMR's own default
     assert common.ulmr_term(None) == "answer term γ 0.03" and common.ulmr_term(0) == "no answer term (the paper's SFT)"
+    kl = cls(data=str(tmp_path), retain_loss="kl")
+    assert (tcfg(kl, "ulmr").retain_loss, tcfg(kl, "graddiff").retain_loss, tcfg(paper, "ulmr").retain_loss) == ("kl", None, None)
+    assert common.ulmr_term(None, "kl") == "answer term γ 0.03, retain term KL" and common.ulmr_term(None, "nll") == "answer term γ 0.03"
     if bench == "tofu":
         assert tofu_bench._train_config(paper, "ulmr", 0, finetune=True).answer_weight is None
         target, retain = tmp_path / "t", tmp_path / "r"
         assert tofu_bench.stage_key(paper, target, retain) != tofu_bench.stage_key(cls(data=str(tmp_path)), target, retain)
+        assert tofu_bench.stage_key(kl, target, retain) != tofu_bench.stage_key(cls(data=str(tmp_path)), target, retain)
+    else:
+        assert rwku_bench.stage_key(kl) != rwku_bench.stage_key(cls(data=str(tmp_path)))
 
 
 def test_paper_recipe_is_its_own_row_with_the_papers_filters(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):

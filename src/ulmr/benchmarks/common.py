@@ -185,11 +185,17 @@ def dfr_rows(records: Sequence[Any], model, tokenizer, work: Path, max_new_token
     return res.rows, info
 
 
-def ulmr_term(answer_weight: float | None) -> str:
-    """How a table states ULMR's answer term."""
+def retain_loss_for(retain_loss: str | None, method: str) -> str | None:
+    """A bench's ``--retain-loss`` for ``method``: the given form where the method has it, else None (its own)."""
+    return retain_loss if retain_loss in method_class(method).retain_losses else None
+
+
+def ulmr_term(answer_weight: float | None, retain_loss: str | None = None) -> str:
+    """How a table states ULMR's answer term (and a retain term other than the default NLL)."""
 
     gamma = ULMR.default_answer_weight if answer_weight is None else answer_weight
-    return f"answer term γ {gamma:g}" if gamma else "no answer term (the paper's SFT)"
+    text = f"answer term γ {gamma:g}" if gamma else "no answer term (the paper's SFT)"
+    return text + (f", retain term {retain_loss.upper()}" if retain_loss and retain_loss != ULMR.retain_losses[0] else "")
 
 
 def dfr_note(label: str, trainings: Sequence[dict[str, Any] | None]) -> str | None:

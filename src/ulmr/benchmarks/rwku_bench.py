@@ -79,6 +79,8 @@ class RwkuBenchConfig(BaseModel):
     ulmr_alphas: list[float] = Field(default_factory=lambda: list(curves.ALPHAS), description="ULMR's α points (curves protocol)")
     answer_weight: Optional[Weight] = Field(
         None, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
+    retain_loss: Optional[Literal["nll", "kl"]] = Field(
+        None, description="ULMR's retain term: NLL of the retain answers (default) or KL to the model before unlearning at their positions")
     eval_batch_size: BatchSize = 16
     max_length: MaxLength = 512
     answer_tokens: NewTokens = Field(64, description="new tokens of the original model's answers to the reject questions (ULMR)")
@@ -196,7 +198,8 @@ def _train_config(cfg: RwkuBenchConfig, method: str, seed: int, steps: int) -> T
     epochs = cfg.epochs if cfg.epochs is not None or not shared else EQUAL_STEPS_EPOCHS
     return TrainConfig(method=method, lr=lr, epochs=epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
                        max_steps=steps, seed=seed, max_length=cfg.max_length, lora=cfg.lora, checkpoint_steps=0, keep_checkpoints=False,
-                       answer_weight=cfg.answer_weight if method_class(method).uses_original else None)
+                       answer_weight=cfg.answer_weight if method_class(method).uses_original else None,
+                       retain_loss=common.retain_loss_for(cfg.retain_loss, method))
 
 
 def method_data(cfg: RwkuBenchConfig, method: str, target: int, base: str, out: Path,
@@ -280,6 +283,8 @@ def stage_key(cfg: RwkuBenchConfig) -> str:
     equal-steps key is the one of the tables before the curves protocol: lr and epochs resolved)."""
     skip = ("targets", "methods", "seeds", "out", "protocol", "curve_points", "ulmr_alphas", "allow_extrapolation")
     settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in skip}
+    if cfg.retain_loss is None:  # unset keeps the keys of the runs before the option existed
+        del settings["retain_loss"]
     if cfg.protocol == "equal-steps":
         settings |= {"lr": cfg.lr or EQUAL_STEPS_LR, "epochs": cfg.epochs or EQUAL_STEPS_EPOCHS}
     else:
@@ -358,7 +363,7 @@ def _equal_steps(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, 
     notes = _notes(cfg, done["before"])
     notes.insert(2, f"protocol equal-steps: --limit-train {cfg.limit_train} items per method; {steps} optimizer steps for every method, "
                  f"lr {cfg.lr or EQUAL_STEPS_LR:g}, batch {cfg.batch_size} x {cfg.grad_accum}; ULMR alpha {cfg.alpha:g}, "
-                 f"{common.ulmr_term(cfg.answer_weight)}; seeds {cfg.seeds}.")
+                 f"{common.ulmr_term(cfg.answer_weight, cfg.retain_loss)}; seeds {cfg.seeds}.")
     notes += common.dfr_notes(cfg.methods, done)
     payload = _payload(cfg, store, t0, before_timings, unlearning_steps=steps,
                        per_target={f"{label}": [r["metrics"] for r in res] for label, res in done.items()},
@@ -424,7 +429,7 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
     notes[2:2] = [
         f"protocol curves: --limit-train {cfg.limit_train} items per method, each method at its own lr and epochs (training in "
         f"results.json), evaluated at {cfg.curve_points} points of one run per target; ULMR: one p_f at α "
-        f"{', '.join(f'{a:g}' for a in cfg.ulmr_alphas)}, {common.ulmr_term(cfg.answer_weight)}.",
+        f"{', '.join(f'{a:g}' for a in cfg.ulmr_alphas)}, {common.ulmr_term(cfg.answer_weight, cfg.retain_loss)}.",
         f"selection rule: {view.rule.describe()}; chosen on half of each target's forget probes and forget MIA texts "
         f"(selection half), reported on the other half (report half; neighbour and utility sets whole); † = no point held utility. "
         f"Seeds {cfg.seeds}.",

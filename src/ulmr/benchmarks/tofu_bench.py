@@ -96,6 +96,8 @@ class TofuBenchConfig(BaseModel):
     ulmr_alphas: list[float] = Field(default_factory=lambda: list(curves.ALPHAS), description="ULMR's α points (curves protocol)")
     answer_weight: Optional[Weight] = Field(
         None, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
+    retain_loss: Optional[Literal["nll", "kl"]] = Field(
+        None, description="ULMR's retain term: NLL of the retain answers (default) or KL to the model before unlearning at their positions")
     gen_max_new_tokens: NewTokens = Field(64, description="new tokens per generated rewrite / negative response (ULMR)")
     eval_batch_size: BatchSize = 16
     max_length: MaxLength = 512
@@ -163,7 +165,8 @@ def _train_config(cfg: TofuBenchConfig, method: str, seed: int, *, finetune: boo
     return TrainConfig(method=method, lr=cfg.get(f"{p}lr"), epochs=cfg.get(f"{p}epochs"), batch_size=cfg.get(f"{p}batch_size"),
                        grad_accum=cfg.get(f"{p}grad_accum"), max_steps=max_steps, seed=seed, max_length=cfg.max_length,
                        lora=cfg.lora and not finetune, checkpoint_steps=None if finetune else 0, keep_checkpoints=False,
-                       answer_weight=cfg.answer_weight if method_class(method).uses_original and not finetune else None)
+                       answer_weight=cfg.answer_weight if method_class(method).uses_original and not finetune else None,
+                       retain_loss=None if finetune else common.retain_loss_for(cfg.retain_loss, method))
 
 
 def finetune_settings(cfg: TofuBenchConfig, which: str, n_train: int) -> dict[str, Any]:
@@ -263,7 +266,8 @@ def curve_train_config(cfg: TofuBenchConfig, method: str, seed: int) -> TrainCon
     """A method at its own defaults (lr by model size, epochs) unless --lr / --epochs / --max-steps say otherwise."""
     return TrainConfig(method=method, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.get("batch_size"), grad_accum=cfg.get("grad_accum"),
                        max_steps=cfg.max_steps or -1, seed=seed, max_length=cfg.max_length, lora=cfg.lora, checkpoint_steps=0,
-                       keep_checkpoints=False, answer_weight=cfg.answer_weight if method_class(method).uses_original else None)
+                       keep_checkpoints=False, answer_weight=cfg.answer_weight if method_class(method).uses_original else None,
+                       retain_loss=common.retain_loss_for(cfg.retain_loss, method))
 
 
 def curve_job(cfg: TofuBenchConfig, method: str, seed: int, target: Path, forget: list[QARecord], retain: list[QARecord],
@@ -296,7 +300,8 @@ def stage_key(cfg: TofuBenchConfig, target: Path, retain: Path) -> str:
     return common.settings_key({**s, "target": target.name, "retain": retain.name, "alpha": cfg.alpha, "answer_weight": cfg.answer_weight, "max_steps": cfg.max_steps,
                                 "gen_max_new_tokens": cfg.gen_max_new_tokens,
                                 "lora": cfg.lora, "eval_batch_size": cfg.eval_batch_size,
-                                **({"generator": cfg.generator} if cfg.generator != "target" else {}), **curve})
+                                **({"generator": cfg.generator} if cfg.generator != "target" else {}),
+                                **({"retain_loss": cfg.retain_loss} if cfg.retain_loss else {}), **curve})
 
 
 def reference_key(cfg: TofuBenchConfig, target: Path, retain: Path) -> str:
@@ -382,7 +387,7 @@ def _equal_steps(run: _Run, show: bool) -> dict[str, Any]:
     rows += common.method_rows(run.methods, lambda m: done[m])
     notes = run.notes()
     notes.insert(2, f"protocol equal-steps: {n_steps} optimizer steps for every method, lr {cfg.get('lr'):g}, batch {cfg.get('batch_size')}"
-                 f" x {cfg.get('grad_accum')}; ULMR alpha {cfg.alpha:g}, {common.ulmr_term(cfg.answer_weight)}, generator {cfg.generator}"
+                 f" x {cfg.get('grad_accum')}; ULMR alpha {cfg.alpha:g}, {common.ulmr_term(cfg.answer_weight, cfg.retain_loss)}, generator {cfg.generator}"
                  f" model; seeds {cfg.seeds}; Retraining = the retain model.")
     notes += common.dfr_notes(cfg.methods, done)
     payload = run.payload(unlearning_steps=n_steps, training={m: [r.get("training") for r in done[m]] for m in done})
@@ -420,7 +425,7 @@ def _curves(run: _Run, show: bool) -> dict[str, Any]:
     notes = run.notes()
     notes[2:2] = [
         f"protocol curves: each method at its own lr and epochs (training column of results.json), evaluated at {cfg.curve_points} points "
-        f"of one run; ULMR: one p_f at α {', '.join(f'{a:g}' for a in cfg.ulmr_alphas)}, {common.ulmr_term(cfg.answer_weight)}, "
+        f"of one run; ULMR: one p_f at α {', '.join(f'{a:g}' for a in cfg.ulmr_alphas)}, {common.ulmr_term(cfg.answer_weight, cfg.retain_loss)}, "
         f"generator {cfg.generator} model; Retraining = the retain model.",
         f"selection rule: {view.rule.describe()}; chosen on {n_sel} forget items (selection half), reported on the other {n_rep} "
         f"(report half; utility sets whole); † = no point held utility. Seeds {cfg.seeds}.",

@@ -73,6 +73,7 @@ def tofu_cmd(
     max_steps: Optional[int] = typer.Option(None, help="Unlearning optimizer steps for every method (overrides --epochs)."),
     alpha: Optional[float] = typer.Option(None, help="ULMR averaging weight (0.5)."),
     answer_weight: Optional[float] = typer.Option(None, help="ULMR's answer term γ (0.03; 0 = the paper's plain SFT, as in the tables measured before 2026-11-29)."),
+    retain_loss: Optional[str] = typer.Option(None, help="ULMR's retain term: nll (default) or kl (KL to the model before unlearning at the retain answers' positions)."),
     generator: Optional[str] = typer.Option(None, help="ULMR's generator: base (the model before TOFU fine-tuning; default, because a small target that memorised TOFU stops following the prompts) or target (the paper's p_θ)."),
     eval_batch_size: Optional[int] = typer.Option(None, help="Evaluation batch size (16)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
@@ -89,7 +90,7 @@ def tofu_cmd(
                  allow_extrapolation=allow_extrapolation, seeds=seeds, out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
                  eval_real_authors=eval_real_authors, eval_world_facts=eval_world_facts, max_new_tokens=max_new_tokens,
                  ft_lr=ft_lr, ft_epochs=ft_epochs, ft_batch_size=ft_batch_size, lr=lr, epochs=epochs, batch_size=batch_size,
-                 max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, generator=generator, eval_batch_size=eval_batch_size)
+                 max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, retain_loss=retain_loss, generator=generator, eval_batch_size=eval_batch_size)
     _threads(threads)
     check_config(cfg)
     res = run_tofu_bench(cfg)
@@ -117,6 +118,7 @@ def rwku_cmd(
     max_steps: Optional[int] = typer.Option(None, help="Unlearning optimizer steps for every method (overrides --epochs)."),
     alpha: Optional[float] = typer.Option(None, help="ULMR averaging weight (0.5)."),
     answer_weight: Optional[float] = typer.Option(None, help="ULMR's answer term γ (0.03; 0 = the paper's plain SFT, as in the tables measured before 2026-11-29)."),
+    retain_loss: Optional[str] = typer.Option(None, help="ULMR's retain term: nll (default) or kl (KL to the model before unlearning at the retain answers' positions)."),
     eval_batch_size: Optional[int] = typer.Option(None, help="Evaluation batch size (16)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
 ) -> None:
@@ -129,7 +131,7 @@ def rwku_cmd(
     cfg = validated(RwkuBenchConfig, model=model, data=data, targets=_numbers(targets, "--targets", int, "integers"), methods=_csv(methods, "--methods"),
                  limit_train=limit_train, limit=limit, utility=utility, protocol=protocol, curve_points=curve_points, ulmr_alphas=_numbers(ulmr_alphas, '--ulmr-alphas', float, 'numbers'),
                  allow_extrapolation=allow_extrapolation, seeds=seeds, out=out, lr=lr, epochs=epochs,
-                 batch_size=batch_size, max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, eval_batch_size=eval_batch_size)
+                 batch_size=batch_size, max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, retain_loss=retain_loss, eval_batch_size=eval_batch_size)
     _threads(threads)
     res = run_rwku_bench(cfg)
     typer.echo(str(res["paths"]["markdown"]))
