@@ -5,6 +5,8 @@ usage: python bench/demo_settings_sweep.py NAME LR EPOCHS ALPHAS [--retain-weigh
            [--method M] [--mode refusal|counterfactual] [--lora] [--dfr D_FR.jsonl] [--general]
        e.g. python bench/demo_settings_sweep.py lr1e-4 1e-4 3 0.4,0.5,0.6 --retain-weight 2
 Reuse the D_fr of a first run (OUT/NAME.records/d_fr.jsonl) with --dfr so configurations differ in training only.
+--auto also runs what `--alpha auto` runs (the sweep over ulmr.sweep.AUTO_ALPHAS on the run's held-out probe
+rewrites and the built-in anchor) and reports the α it picks (with --dfr: the first run's probe.jsonl beside it).
 --general also measures the example set's unrelated general questions (issue 2's second goal).
 """
 
@@ -21,8 +23,10 @@ from ulmr.config import UnlearnConfig  # noqa: E402
 from ulmr.data.records import load_qa  # noqa: E402
 from ulmr.demo import DEMO_MODEL, DEMO_SETS, RULES, demo_sets, measure  # noqa: E402
 from ulmr.merge import Interpolator  # noqa: E402
-from ulmr.models import base_weights_dir, load  # noqa: E402
-from ulmr.paths import resources_dir  # noqa: E402
+from ulmr.anchor import anchor_set  # noqa: E402
+from ulmr.models import base_weights_dir, cached_model_dir, load  # noqa: E402
+from ulmr.paths import find_run_file, resources_dir  # noqa: E402
+from ulmr.sweep import AUTO_ALPHAS, select_alpha, sweep  # noqa: E402
 from ulmr.pipeline import unlearn  # noqa: E402
 
 
@@ -43,6 +47,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--method", default="ulmr")
     ap.add_argument("--mode", default="refusal", choices=["refusal", "counterfactual"])
+    ap.add_argument("--auto", action="store_true", help="also report the α that --alpha auto picks")
     ap.add_argument("--out", default="/tmp/ulmr_demo_sweep")
     args = ap.parse_args()
     out = Path(args.out)
@@ -51,6 +56,7 @@ def main() -> None:
         sets["general"] = load_qa(resources_dir() / "demo" / "general.jsonl")
     model, tok = load(DEMO_MODEL)
     before, _ = measure(model, tok, sets)
+    anchor = anchor_set(model, tok, cached_model_dir(DEMO_MODEL))[:32] if args.auto else []  # as choose_alpha takes it
     del model
     forget = args.dfr or str(resources_dir() / "demo" / DEMO_SETS["forget"])
     cfg = UnlearnConfig(model=DEMO_MODEL, forget=forget, out=out / args.name, method=args.method, mode=args.mode,
@@ -70,6 +76,12 @@ def main() -> None:
         model, tok = load(str(ft))
         interp = Interpolator(model, base_weights_dir(DEMO_MODEL))
     results = {"before": before, "settings": vars(args), "points": {}}
+    if args.auto:
+        probe_file = find_run_file(out / args.name, "probe.jsonl") or (Path(args.dfr).with_name("probe.jsonl") if args.dfr else None)
+        auto = sweep(model, tok, base_weights_dir(DEMO_MODEL), AUTO_ALPHAS, load_qa(probe_file), anchor)
+        chosen, rule = select_alpha(auto)
+        results["auto"] = {"chosen": chosen, "rule": rule, "curve": [p.as_dict() for p in auto]}
+        print(f"--alpha auto would pick {chosen} ({rule})", flush=True)
     for a in (float(x) for x in args.alphas.split(",")):
         interp.set(a)
         after, _ = measure(model, tok, sets)
