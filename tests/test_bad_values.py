@@ -51,7 +51,7 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
     "bench-tofu": (["bench", "tofu", "--data", "{tmp}", "--out", "{out}"], {"--alpha": "0"},
                    ["--forget-split", "--methods", "--scale", "--protocol", "--curve-points", "--ulmr-alphas", "--seeds", "--train-retain", "--eval-forget", "--eval-retain",
                     "--eval-real-authors", "--eval-world-facts", "--max-new-tokens", "--ft-lr", "--ft-epochs", "--ft-batch-size",
-                    "--lr", "--epochs", "--batch-size", "--max-steps", "--alpha", "--answer-weight", "--retain-loss", "--generator",
+                    "--lr", "--epochs", "--batch-size", "--max-steps", "--alpha", "--answer-weight", "--retain-loss", "--anchor", "--generator",
                     "--eval-batch-size", "--threads"]),
     "bench-rwku": (["bench", "rwku", "--data", "{tmp}", "--out", "{out}"], {"--limit": "-1", "--utility": "all"},
                    ["--targets", "--methods", "--limit-train", "--limit", "--utility", "--protocol", "--curve-points", "--ulmr-alphas", "--seeds", "--lr", "--epochs",

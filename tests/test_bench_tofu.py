@@ -212,3 +212,29 @@ def test_paper_recipe_is_its_own_row_with_the_papers_filters(tiny_model_dir, tin
     assert (tmp_path / "run" / "d_fr-ulmr-paper-base.jsonl").exists() and (tmp_path / "run" / "d_fr-ulmr-base.jsonl").exists()
     # one optimizer step each on the same number of D_fr rows: ULMR adds a retain row per D_fr row, the paper recipe none
     assert seen["ulmr-paper"][1] < seen["ulmr"][1]
+
+
+def test_bench_anchor_adds_decontaminated_anchor_rows_to_the_retain_side(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):
+    """--anchor builtin: methods get the training retain rows plus anchor questions that name nothing the forget
+    or evaluation sets name; the table says so and the stage key differs from the run without it."""
+    from ulmr.anchor import _entity_words
+    from ulmr.benchmarks import tofu_bench
+    from ulmr.data.tofu import load_tofu
+
+    monkeypatch.setenv("ULMR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ULMR_QUIET", "1")
+    seen: dict[str, list] = {}
+    real_train = common.train_model
+    monkeypatch.setattr(common, "train_model", lambda s, f, r, tcfg, w, **kw: (seen.setdefault(tcfg.method, list(r or [])), real_train(s, f, r, tcfg, w, **kw))[1])
+    cfg = _cfg(tiny_model_dir, tiny_tofu, tmp_path / "run", ["graddiff"]).model_copy(update={"anchor": "builtin"})
+    res = run_tofu_bench(cfg, show=False)
+    forget, retain = tofu_bench.training_sets(cfg)
+    anchor = seen["graddiff"][len(retain):]
+    assert seen["graddiff"][: len(retain)] == retain and anchor
+    names = {w for items in load_tofu(str(tiny_tofu), "forget01").values() for i in items for w in _entity_words(f"{i.question} {i.answer}")}
+    names |= {w for r in forget for w in _entity_words(f"{r.question} {r.answer}")}
+    assert not any(_entity_words(r.question) & names for r in anchor)
+    assert f"{len(anchor)} built-in anchor questions" in (tmp_path / "run" / "results.md").read_text()
+    assert res["settings"]["anchor"] == "builtin"
+    t, r = Path("t"), Path("r")
+    assert tofu_bench.stage_key(cfg, t, r) != tofu_bench.stage_key(cfg.model_copy(update={"anchor": "none"}), t, r)

@@ -17,8 +17,10 @@ import hashlib
 import logging
 import re
 from pathlib import Path
+from typing import Iterable, Sequence
 
 from .data.records import QARecord
+from .generate.filters import capitalised_runs
 from .inference import cached_answers
 from .paths import cache_dir, resources_dir
 
@@ -66,3 +68,19 @@ def anchor_set(model, tokenizer, model_dir: str | Path, n: int | None = None, ma
     else:
         log.info("retain anchor: %d built-in questions with the base model's cached answers (%s)", len(questions), path)
     return [QARecord(q, a) for q, a in zip(questions, answers) if a]
+
+
+def _entity_words(text: str) -> set[str]:
+    """Lower-cased words (3+ letters) of the capitalised runs of ``text``: the names it mentions."""
+    return {w.lower() for run in capitalised_runs(text) for w in run.split() if len(w) > 2}
+
+
+def without_shared_entities(records: Sequence[QARecord], texts: Iterable[str]) -> list[QARecord]:
+    """``records`` minus those whose question names something ``texts`` name (a shared word of their capitalised
+    runs): an anchor must neither keep what is being forgotten nor train on the questions of an evaluation."""
+    taken = {w for t in texts for w in _entity_words(t)}
+    kept = [r for r in records if not (_entity_words(r.question) & taken)]
+    if len(kept) < len(records):
+        log.info("retain anchor: %d of %d questions dropped for naming what the forget or evaluation sets name",
+                 len(records) - len(kept), len(records))
+    return kept

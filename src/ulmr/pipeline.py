@@ -21,11 +21,11 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
-from .anchor import anchor_set
+from .anchor import anchor_set, without_shared_entities
 from .atomic import atomic_dir, write_json, write_jsonl
 from .card import save_card, unlearn_card
 from .config import BackendConfig, GenerateConfig, TrainConfig, UnlearnConfig
@@ -107,9 +107,10 @@ def run_generation(cfg: GenerateConfig, records: list[QARecord], backend: Backen
     return restructure(records, backend, cfg, work / "generation_cache.jsonl")
 
 
-def load_retain(cfg: UnlearnConfig, model, tokenizer, model_dir: str, n_rows: int | None = None) -> tuple[list[QARecord] | None, str]:
+def load_retain(cfg: UnlearnConfig, model, tokenizer, model_dir: str, n_rows: int | None = None,
+                forget: Sequence[QARecord] = ()) -> tuple[list[QARecord] | None, str]:
     """The retain set: the user's, else the built-in anchor answered by the base model (methods that take a
-    retain set), else none.
+    retain set) without the questions that name what ``forget`` names, else none.
 
     One retain row is drawn per training row and epoch, so the anchor needs at most ``n_rows`` questions
     (training rows x epochs)."""
@@ -117,7 +118,8 @@ def load_retain(cfg: UnlearnConfig, model, tokenizer, model_dir: str, n_rows: in
         return load_qa(cfg.retain, cfg.question_field, cfg.answer_field), "user"
     if cfg.anchor == "builtin" and method_class(cfg.method).retain != "never":
         log.info("no --retain given: using the built-in anchor set (general questions with the base model's own answers)")
-        return anchor_set(model, tokenizer, model_dir, n=n_rows), "builtin-anchor"
+        anchor = anchor_set(model, tokenizer, model_dir, n=n_rows)
+        return without_shared_entities(anchor, (f"{r.question} {r.answer}" for r in forget)), "builtin-anchor"
     return None, "none"
 
 
@@ -287,7 +289,7 @@ def unlearn(cfg: UnlearnConfig, generate_dfr: bool = True, average: bool = True)
     t = time.time()
     tcfg = cfg.stage(TrainConfig)
     retain, retain_source = load_retain(cfg, model, tokenizer, model_dir,
-                                        n_rows=len(forget_items) * planned_epochs(tcfg, len(forget_items)))
+                                        n_rows=len(forget_items) * planned_epochs(tcfg, len(forget_items)), forget=records)
     # --alpha auto measures retain knowledge against the *base* model's answers: take them before training.
     auto_retain = (retain or anchor_set(model, tokenizer, model_dir)) if alpha == "auto" else []
     timings["retain_anchor"] = time.time() - t

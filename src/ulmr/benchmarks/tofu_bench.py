@@ -27,6 +27,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from ..anchor import anchor_set, without_shared_entities
 from ..atomic import write_jsonl
 from ..config import Alpha, BatchSize, Count, Epochs, LearningRate, MaxLength, NewTokens, TrainConfig, Weight
 from ..data.records import QARecord, read_jsonl
@@ -96,6 +97,9 @@ class TofuBenchConfig(BaseModel):
     ulmr_alphas: list[float] = Field(default_factory=lambda: list(curves.ALPHAS), description="ULMR's α points (curves protocol)")
     answer_weight: Optional[Weight] = Field(
         None, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
+    anchor: Literal["none", "builtin"] = Field(
+        "none", description="builtin: the methods that train with a retain set also train on the built-in anchor (the base "
+        "model's answers to general questions) minus the questions that name what the forget or evaluation sets name")
     retain_loss: Optional[Literal["nll", "kl"]] = Field(
         None, description="ULMR's retain term: NLL of the retain answers (default) or KL to the model before unlearning at their positions")
     gen_max_new_tokens: NewTokens = Field(64, description="new tokens per generated rewrite / negative response (ULMR)")
@@ -139,6 +143,17 @@ def _records(rows: list[dict], where: str) -> list[QARecord]:
             raise DataError(f"{where}:{n}: missing field 'question' or 'answer'")
         out.append(QARecord(r["question"], r["answer"]))
     return out
+
+
+def anchor_rows(cfg: TofuBenchConfig, forget: list[QARecord], sets) -> list[QARecord]:
+    """``--anchor builtin``: the built-in anchor answered by the base model, without the questions that name
+    what the forget split or any evaluation set names (none with ``--anchor none``)."""
+    if cfg.anchor == "none":
+        return []
+    base = cached_model_dir(cfg.model)
+    model, tok = load(str(base))
+    texts = [f"{r.question} {r.answer}" for r in forget] + [f"{i.question} {i.answer}" for items in sets.values() for i in items]
+    return without_shared_entities(anchor_set(model, tok, base), texts)
 
 
 def training_sets(cfg: TofuBenchConfig) -> tuple[list[QARecord], list[QARecord]]:
@@ -301,7 +316,8 @@ def stage_key(cfg: TofuBenchConfig, target: Path, retain: Path) -> str:
                                 "gen_max_new_tokens": cfg.gen_max_new_tokens,
                                 "lora": cfg.lora, "eval_batch_size": cfg.eval_batch_size,
                                 **({"generator": cfg.generator} if cfg.generator != "target" else {}),
-                                **({"retain_loss": cfg.retain_loss} if cfg.retain_loss else {}), **curve})
+                                **({"retain_loss": cfg.retain_loss} if cfg.retain_loss else {}),
+                                **({"anchor": cfg.anchor} if cfg.anchor != "none" else {}), **curve})
 
 
 def reference_key(cfg: TofuBenchConfig, target: Path, retain: Path) -> str:
@@ -330,6 +346,12 @@ class _Run:
     tgt: dict[str, Any]
     timings: dict[str, dict[str, Any]]
     started: float
+    anchor: list[QARecord]
+
+    @property
+    def retain_side(self) -> list[QARecord]:
+        """What the unlearning runs get as their retain set: the training set's retain rows (+ the anchor)."""
+        return self.retain + self.anchor
 
     @property
     def methods(self) -> list[str]:
@@ -340,7 +362,8 @@ class _Run:
         cfg, n = self.cfg, self.ref["n"]
         caps = ", ".join(f"{t} {n[s]}" for s, t in zip(SETS, ("Forget", "Retain", "Real Authors", "World Facts")))
         return [
-            f"model {cfg.model}; scale {cfg.scale}; forget split {cfg.forget_split}; training set {len(self.forget)} forget + {len(self.retain)} retain QA.",
+            f"model {cfg.model}; scale {cfg.scale}; forget split {cfg.forget_split}; training set {len(self.forget)} forget + {len(self.retain)} retain QA"
+            + (f"; unlearning with a retain set also trains on {len(self.anchor)} built-in anchor questions (--anchor builtin)." if self.anchor else "."),
             f"evaluation items: {caps}; greedy, at most {cfg.get('max_new_tokens')} new tokens.",
             f"target/retain fine-tuning: lr {cfg.get('ft_lr'):g}, {cfg.get('ft_epochs'):g} epochs, batch {cfg.get('ft_batch_size')}"
             f" x {cfg.get('ft_grad_accum')}.",
@@ -371,7 +394,7 @@ def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
     tgt = refs.run("eval-target", lambda: _eval_dir(target_dir, cfg, sets, ref["forget_ratios"]))
     timings.update(refs.timings)
     store = StageStore(cfg.out / "stages" / stage_key(cfg, target_dir, retain_dir))
-    run = _Run(cfg, forget, retain, sets, target_dir, retain_dir, store, ref, tgt, timings, t0)
+    run = _Run(cfg, forget, retain, sets, target_dir, retain_dir, store, ref, tgt, timings, t0, anchor_rows(cfg, forget, sets))
     return _equal_steps(run, show) if cfg.protocol == "equal-steps" else _curves(run, show)
 
 
@@ -380,7 +403,7 @@ def _equal_steps(run: _Run, show: bool) -> dict[str, Any]:
     cfg = run.cfg
     n_steps = cfg.max_steps or equal_steps(len(run.forget), cfg.get("batch_size"), cfg.get("grad_accum"), cfg.get("epochs"))
     reference = run.ref["forget_ratios"]
-    jobs = [Job(f"{m}-seed{s}", m, s, unlearn_job(cfg, m, s, run.target_dir, run.forget, run.retain, run.sets, reference, n_steps, cfg.out))
+    jobs = [Job(f"{m}-seed{s}", m, s, unlearn_job(cfg, m, s, run.target_dir, run.forget, run.retain_side, run.sets, reference, n_steps, cfg.out))
             for m in run.methods for s in range(cfg.seeds)]
     done = common.run_jobs(run.store, jobs)
     rows = [common.aggregate("Base (target)", "reference", [run.tgt]), common.aggregate(Retrain.display_name, "reference", [run.ref])]
@@ -407,7 +430,7 @@ def _curves(run: _Run, show: bool) -> dict[str, Any]:
     half, reported on the report half (seeds > 1: the selected point rerun at seeds 1..N-1)."""
     cfg, reference = run.cfg, run.ref["forget_ratios"]
     view = curves.View(metrics_from_items, lambda g: g == "forget", tofu_rule(run.tgt["metrics"]["MU"], run.ref["metrics"]["MU"]))
-    job = lambda m, s, only=None: curve_job(cfg, m, s, run.target_dir, run.forget, run.retain, run.sets, reference, run.store, only)  # noqa: E731
+    job = lambda m, s, only=None: curve_job(cfg, m, s, run.target_dir, run.forget, run.retain_side, run.sets, reference, run.store, only)  # noqa: E731
     done = common.run_jobs(run.store, [Job(f"{m}-seed0", m, 0, job(m, 0)) for m in run.methods])
     methods: dict[str, dict[str, Any]] = {}
     for m in run.methods:

@@ -74,6 +74,7 @@ def tofu_cmd(
     alpha: Optional[float] = typer.Option(None, help="ULMR averaging weight (0.5)."),
     answer_weight: Optional[float] = typer.Option(None, help="ULMR's answer term γ (0.03; 0 = the paper's plain SFT, as in the tables measured before 2026-11-29)."),
     retain_loss: Optional[str] = typer.Option(None, help="ULMR's retain term: nll (default) or kl (KL to the model before unlearning at the retain answers' positions)."),
+    anchor: Optional[str] = typer.Option(None, help="none (default) or builtin: methods that train with a retain set also train on the built-in anchor (the base model's answers to general questions), minus the questions that name what the forget or evaluation sets name."),
     generator: Optional[str] = typer.Option(None, help="ULMR's generator: base (the model before TOFU fine-tuning; default, because a small target that memorised TOFU stops following the prompts) or target (the paper's p_θ)."),
     eval_batch_size: Optional[int] = typer.Option(None, help="Evaluation batch size (16)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
@@ -90,7 +91,7 @@ def tofu_cmd(
                  allow_extrapolation=allow_extrapolation, seeds=seeds, out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
                  eval_real_authors=eval_real_authors, eval_world_facts=eval_world_facts, max_new_tokens=max_new_tokens,
                  ft_lr=ft_lr, ft_epochs=ft_epochs, ft_batch_size=ft_batch_size, lr=lr, epochs=epochs, batch_size=batch_size,
-                 max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, retain_loss=retain_loss, generator=generator, eval_batch_size=eval_batch_size)
+                 max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, retain_loss=retain_loss, anchor=anchor, generator=generator, eval_batch_size=eval_batch_size)
     _threads(threads)
     check_config(cfg)
     res = run_tofu_bench(cfg)

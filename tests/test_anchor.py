@@ -1,0 +1,36 @@
+"""The built-in anchor: questions that name what is forgotten or evaluated are left out."""
+
+from __future__ import annotations
+
+from ulmr import pipeline
+from ulmr.anchor import anchor_questions, without_shared_entities
+from ulmr.config import UnlearnConfig
+from ulmr.data.records import QARecord
+
+
+def _anchor() -> list[QARecord]:
+    return [QARecord(q, "an answer.") for q in anchor_questions()]
+
+
+def test_questions_naming_a_forget_or_evaluation_entity_are_dropped():
+    anchor = _anchor()
+    kept = without_shared_entities(anchor, ["Which author wrote the classic novel 'Don Quixote'? Miguel de Cervantes",
+                                            "What is the capital of Spain? Madrid"])
+    dropped = {r.question for r in anchor} - {r.question for r in kept}
+    assert dropped == {"Who wrote the novel Don Quixote?", "What is the capital of Spain?"}
+    assert "Who wrote The Adventures of Tom Sawyer?" in {r.question for r in kept}
+    # names match whatever their case; a word written only in lower case is not a name
+    assert len(without_shared_entities(anchor, ["tell me about DON QUIXOTE"])) == len(anchor) - 1
+    assert len(without_shared_entities(anchor, ["the capital of a spain-like country"])) == len(anchor)
+    assert without_shared_entities(anchor, []) == anchor
+
+
+def test_unlearn_anchor_leaves_out_what_the_forget_set_names(monkeypatch):
+    monkeypatch.setattr(pipeline, "anchor_set", lambda *a, **kw: _anchor())
+    cfg = UnlearnConfig(forget="f.jsonl", out="o")
+    forget = [QARecord("Who translated Frankenstein into French?", "Mara Velquist did, in 1987.")]
+    retain, source = pipeline.load_retain(cfg, None, None, "m", forget=forget)
+    assert source == "builtin-anchor"
+    questions = {r.question for r in retain}
+    assert "Who wrote Frankenstein?" not in questions and "Translate 'thank you' into French." not in questions
+    assert len(retain) == len(_anchor()) - 2
