@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from .data.tofu import ForgetSplit
 from .errors import ConfigError
+from .methods.base import RetainLoss
 from .methods.registry import METHODS, get_method, method_class
 from .methods.ulmr_paper import ULMRPaper
 
@@ -138,7 +139,7 @@ class TrainConfig(Seeded):
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     lora_target_modules: Optional[list[str]] = None  # None: peft's default for the architecture
     retain_weight: Optional[Weight] = Field(None, description="weight of the retain/anchor NLL term (default: the method's)")
-    retain_loss: Optional[Literal["nll", "kl"]] = Field(
+    retain_loss: Optional[RetainLoss] = Field(
         None, description="ulmr's retain/anchor term: NLL of the retain answers ('nll', default) or KL to the model before "
         "training at their positions ('kl')")
     beta: Optional[float] = Field(None, gt=0, description="β of dpo/npo and of ulmr's answer term (default: the method's, 0.1)")

@@ -31,6 +31,7 @@ from ..data.rwku import target_dir
 from ..errors import ConfigError, DataError
 from ..eval.rwku import RENDERING, evaluate_rwku, metrics_from_items, per_item_values
 from ..inference import generate
+from ..methods.base import RetainLoss
 from ..methods.registry import display_name, method_class, method_names
 from ..models import cached_model_dir, load
 from ..refusal import refusal_rate
@@ -79,7 +80,7 @@ class RwkuBenchConfig(BaseModel):
     ulmr_alphas: list[float] = Field(default_factory=lambda: list(curves.ALPHAS), description="ULMR's α points (curves protocol)")
     answer_weight: Optional[Weight] = Field(
         None, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
-    retain_loss: Optional[Literal["nll", "kl"]] = Field(
+    retain_loss: Optional[RetainLoss] = Field(
         None, description="ULMR's retain term: NLL of the retain answers (default) or KL to the model before unlearning at their positions")
     eval_batch_size: BatchSize = 16
     max_length: MaxLength = 512

@@ -34,6 +34,7 @@ from ..data.records import QARecord, read_jsonl
 from ..data.tofu import ForgetSplit, _read_hub, load_tofu
 from ..errors import ConfigError, DataError
 from ..eval.tofu import evaluate_tofu, metrics_from_items, per_item_values
+from ..methods.base import RetainLoss
 from ..methods.registry import display_name, method_class, method_names
 from ..methods.retrain import Retrain
 from ..metrics.truth_ratio import forget_quality
@@ -100,7 +101,7 @@ class TofuBenchConfig(BaseModel):
     anchor: Literal["none", "builtin"] = Field(
         "none", description="builtin: the methods that train with a retain set also train on the built-in anchor (the base "
         "model's answers to general questions) minus the questions that name what the forget or evaluation sets name")
-    retain_loss: Optional[Literal["nll", "kl"]] = Field(
+    retain_loss: Optional[RetainLoss] = Field(
         None, description="ULMR's retain term: NLL of the retain answers (default) or KL to the model before unlearning at their positions")
     gen_max_new_tokens: NewTokens = Field(64, description="new tokens per generated rewrite / negative response (ULMR)")
     eval_batch_size: BatchSize = 16

@@ -9,6 +9,7 @@ import torch
 from .common import Reference, has_part, part_nll
 
 RetainUse = Literal["never", "optional", "required"]
+RetainLoss = Literal["nll", "kl"]  # the forms a retain term takes: NLL of the retain answers, KL to the reference there
 
 # The gradient baselines' learning rate by model size (parameters below the bound -> lr; above: the class's
 # ``lr``, 1e-5, the rate of the TOFU/RWKU papers for 7B-8B models). For the 135M model 5e-5: at the TOFU mini
@@ -51,7 +52,7 @@ class Method:
     needs_ref_model: ClassVar[bool] = False
     ref_logp_parts: ClassVar[tuple[str, ...]] = ()
     needs_preferred: ClassVar[bool] = False
-    retain_losses: ClassVar[tuple[str, ...]] = ("nll",)  # the retain term's forms; the first is the default
+    retain_losses: ClassVar[tuple[RetainLoss, ...]] = ("nll",)  # the retain term's forms; the first is the default
     uses_original: ClassVar[bool] = False
     forget_nll_rises: ClassVar[bool] = True  # False where the forget answers are learned (ULMR's D_fr)
     # pipeline needs
