@@ -19,15 +19,15 @@ from pathlib import Path
 
 os.environ.setdefault("ULMR_QUIET", "1")
 
+from ulmr.anchor import anchor_set  # noqa: E402
 from ulmr.config import UnlearnConfig  # noqa: E402
 from ulmr.data.records import load_qa  # noqa: E402
 from ulmr.demo import DEMO_MODEL, DEMO_SETS, RULES, demo_sets, measure  # noqa: E402
 from ulmr.merge import Interpolator  # noqa: E402
-from ulmr.anchor import anchor_set  # noqa: E402
 from ulmr.models import base_weights_dir, cached_model_dir, load  # noqa: E402
 from ulmr.paths import find_run_file, resources_dir  # noqa: E402
-from ulmr.sweep import AUTO_ALPHAS, select_alpha, sweep  # noqa: E402
 from ulmr.pipeline import unlearn  # noqa: E402
+from ulmr.sweep import AUTO_ALPHAS, select_alpha, sweep  # noqa: E402
 
 
 def main() -> None:
