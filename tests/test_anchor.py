@@ -34,3 +34,15 @@ def test_unlearn_anchor_leaves_out_what_the_forget_set_names(monkeypatch):
     questions = {r.question for r in retain}
     assert "Who wrote Frankenstein?" not in questions and "Translate 'thank you' into French." not in questions
     assert len(retain) == len(_anchor()) - 2
+
+
+def test_ulmr_keeps_the_anchor_beside_a_given_retain_set(monkeypatch, tmp_path):
+    """ULMR's recipe (anchor_with_retain): --retain rows + the anchor; other methods: --retain alone; --anchor none: never."""
+    monkeypatch.setattr(pipeline, "anchor_set", lambda *a, **kw: _anchor())
+    retain_file = tmp_path / "r.jsonl"
+    retain_file.write_text('{"question": "Who is Mara Velquist?", "answer": "A novelist."}\n', encoding="utf-8")
+    load = lambda **kw: pipeline.load_retain(UnlearnConfig(forget="f.jsonl", out="o", retain=str(retain_file), **kw), None, None, "m")  # noqa: E731
+    rows, source = load()
+    assert source == "user+builtin-anchor" and rows[0].question == "Who is Mara Velquist?" and len(rows) == 1 + len(_anchor())
+    assert load(method="graddiff") == (load(method="graddiff")[0], "user") and len(load(method="graddiff")[0]) == 1
+    assert load(anchor="none")[1] == "user" and len(load(anchor="none")[0]) == 1

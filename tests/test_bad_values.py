@@ -55,7 +55,7 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
                     "--eval-batch-size", "--threads"]),
     "bench-rwku": (["bench", "rwku", "--data", "{tmp}", "--out", "{out}"], {"--limit": "-1", "--utility": "all"},
                    ["--targets", "--methods", "--limit-train", "--limit", "--utility", "--protocol", "--curve-points", "--ulmr-alphas", "--seeds", "--lr", "--epochs",
-                    "--batch-size", "--max-steps", "--alpha", "--answer-weight", "--retain-loss", "--eval-batch-size", "--threads"]),
+                    "--batch-size", "--max-steps", "--alpha", "--answer-weight", "--retain-loss", "--anchor", "--eval-batch-size", "--threads"]),
     "verify": (["verify", "--model", "{model}", "--base", "{model}", "--forget", "{qa}", "--out", "{out}"], {},
                ["--max-new-tokens", "--batch-size", "--relearn-steps", "--relearn-lr", "--group-size", "--threshold",
                 "--refusal-threshold", "--seed", "--threads"]),

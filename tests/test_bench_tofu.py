@@ -215,8 +215,8 @@ def test_paper_recipe_is_its_own_row_with_the_papers_filters(tiny_model_dir, tin
 
 
 def test_bench_anchor_adds_decontaminated_anchor_rows_to_the_retain_side(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):
-    """--anchor builtin: methods get the training retain rows plus anchor questions that name nothing the forget
-    or evaluation sets name; the table says so and the stage key differs from the run without it."""
+    """--anchor all: methods with a retain set get the training retain rows plus anchor questions that name
+    nothing the forget or evaluation sets name; the table says so; each --anchor value has its own stage key."""
     from ulmr.anchor import _entity_words
     from ulmr.benchmarks import tofu_bench
     from ulmr.data.tofu import load_tofu
@@ -226,7 +226,7 @@ def test_bench_anchor_adds_decontaminated_anchor_rows_to_the_retain_side(tiny_mo
     seen: dict[str, list] = {}
     real_train = common.train_model
     monkeypatch.setattr(common, "train_model", lambda s, f, r, tcfg, w, **kw: (seen.setdefault(tcfg.method, list(r or [])), real_train(s, f, r, tcfg, w, **kw))[1])
-    cfg = _cfg(tiny_model_dir, tiny_tofu, tmp_path / "run", ["graddiff"]).model_copy(update={"anchor": "builtin"})
+    cfg = _cfg(tiny_model_dir, tiny_tofu, tmp_path / "run", ["graddiff", "ga"]).model_copy(update={"anchor": "all"})
     res = run_tofu_bench(cfg, show=False)
     forget, retain = tofu_bench.training_sets(cfg)
     anchor = seen["graddiff"][len(retain):]
@@ -235,6 +235,11 @@ def test_bench_anchor_adds_decontaminated_anchor_rows_to_the_retain_side(tiny_mo
     names |= {w for r in forget for w in _entity_words(f"{r.question} {r.answer}")}
     assert not any(_entity_words(r.question) & names for r in anchor)
     assert f"{len(anchor)} built-in anchor questions" in (tmp_path / "run" / "results.md").read_text()
-    assert res["settings"]["anchor"] == "builtin"
+    assert res["settings"]["anchor"] == "all" and seen["ga"] == retain  # GA takes no retain set: nothing added
     t, r = Path("t"), Path("r")
-    assert tofu_bench.stage_key(cfg, t, r) != tofu_bench.stage_key(cfg.model_copy(update={"anchor": "none"}), t, r)
+    keys = {a: tofu_bench.stage_key(cfg.model_copy(update={"anchor": a}), t, r) for a in ("method", "none", "all")}
+    assert len(set(keys.values())) == 3
+    # the default: each method's recipe (ULMR trains on the anchor beside the retain rows, GradDiff does not)
+    default = cfg.model_copy(update={"anchor": "method"})
+    assert tofu_bench.takes_anchor(default, "ulmr") and not tofu_bench.takes_anchor(default, "graddiff")
+    assert not tofu_bench.takes_anchor(default, "ulmr-paper") and not tofu_bench.takes_anchor(cfg.model_copy(update={"anchor": "none"}), "ulmr")

@@ -192,7 +192,9 @@ class RunOptions(BaseModel):
     question_field: str = "question"
     answer_field: str = "answer"
     retain: Optional[str] = None
-    anchor: Literal["builtin", "none"] = Field("builtin", description="retain anchor when no --retain is given")
+    anchor: Literal["builtin", "none"] = Field(
+        "builtin", description="the built-in retain anchor: used when no --retain is given, and beside --retain for methods "
+        "whose recipe says so (ulmr); 'none': never")
     base: Optional[str] = Field(None, description="base model for methods that start from it (retrain) when --model is a fine-tuned target")
     alpha: Union[float, Literal["auto"], None] = Field(None, description="averaging weight; default: the method's (0.5 for ulmr, none for the others)")
     allow_extrapolation: bool = False

@@ -109,18 +109,20 @@ def run_generation(cfg: GenerateConfig, records: list[QARecord], backend: Backen
 
 def load_retain(cfg: UnlearnConfig, model, tokenizer, model_dir: str, n_rows: int | None = None,
                 forget: Sequence[QARecord] = ()) -> tuple[list[QARecord] | None, str]:
-    """The retain set: the user's, else the built-in anchor answered by the base model (methods that take a
-    retain set) without the questions that name what ``forget`` names, else none.
+    """The retain set: the user's, the built-in anchor answered by the base model (methods that take a retain
+    set, when no --retain is given; beside it for methods whose recipe says so, ``anchor_with_retain``) without
+    the questions that name what ``forget`` names, or none.
 
     One retain row is drawn per training row and epoch, so the anchor needs at most ``n_rows`` questions
     (training rows x epochs)."""
-    if cfg.retain:
-        return load_qa(cfg.retain, cfg.question_field, cfg.answer_field), "user"
-    if cfg.anchor == "builtin" and method_class(cfg.method).retain != "never":
+    method = method_class(cfg.method)
+    user = load_qa(cfg.retain, cfg.question_field, cfg.answer_field) if cfg.retain else None
+    if cfg.anchor != "builtin" or method.retain == "never" or (user and not method.anchor_with_retain):
+        return user, "user" if user else "none"
+    if not user:
         log.info("no --retain given: using the built-in anchor set (general questions with the base model's own answers)")
-        anchor = anchor_set(model, tokenizer, model_dir, n=n_rows)
-        return without_shared_entities(anchor, (f"{r.question} {r.answer}" for r in forget)), "builtin-anchor"
-    return None, "none"
+    anchor = without_shared_entities(anchor_set(model, tokenizer, model_dir, n=n_rows), (f"{r.question} {r.answer}" for r in forget))
+    return (user + anchor, "user+builtin-anchor") if user else (anchor, "builtin-anchor")
 
 
 def finish_weights(model, alpha: float | None, start_spec: str, lora: bool):

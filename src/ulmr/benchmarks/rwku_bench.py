@@ -24,10 +24,11 @@ from typing import Any, Literal, Mapping, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from ..anchor import anchor_set, without_shared_entities
 from ..config import Alpha, BatchSize, Count, Epochs, LearningRate, MaxLength, NewTokens, TrainConfig, Weight
 from ..data.chat import ChatFormat
 from ..data.records import QARecord, read_jsonl
-from ..data.rwku import target_dir
+from ..data.rwku import CORE_PARTS, load_rwku, target_dir
 from ..errors import ConfigError, DataError
 from ..eval.rwku import RENDERING, evaluate_rwku, metrics_from_items, per_item_values
 from ..inference import generate
@@ -80,6 +81,10 @@ class RwkuBenchConfig(BaseModel):
     ulmr_alphas: list[float] = Field(default_factory=lambda: list(curves.ALPHAS), description="ULMR's α points (curves protocol)")
     answer_weight: Optional[Weight] = Field(
         None, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
+    anchor: Literal["method", "none", "all"] = Field(
+        "method", description="the built-in anchor (the base model's answers to general questions, minus those that name what "
+        "the target's probes name) beside the retain side: for the methods whose recipe has it (method: ULMR), for none, "
+        "or for all that train with a retain side")
     retain_loss: Optional[RetainLoss] = Field(
         None, description="ULMR's retain term: NLL of the retain answers (default) or KL to the model before unlearning at their positions")
     eval_batch_size: BatchSize = 16
@@ -159,6 +164,15 @@ def retain_items(data: str, target: int, n: int) -> list[QARecord]:
     return out[:n]
 
 
+def anchor_rows(cfg: RwkuBenchConfig, target: int, base: str, subject: str) -> list[QARecord]:
+    """The built-in anchor answered by ``base``, without the questions that name the subject or anything the
+    target's forget and neighbour probes name."""
+    model, tok = load(base)
+    probes = load_rwku(cfg.data, target, tuple(p for p in CORE_PARTS if "level" in p))
+    texts = [subject] + [f"{r['query']} {r['answer']}" for rows in probes.parts.values() for r in rows]
+    return without_shared_entities(anchor_set(model, tok, base), texts)
+
+
 def reject_records(folder: Path, n: int, model, tok, max_new_tokens: int, batch_size: int) -> list[QARecord]:
     """The first ``n`` reject questions with the model's own greedy answers (ULMR's forget set here)."""
 
@@ -212,6 +226,8 @@ def method_data(cfg: RwkuBenchConfig, method: str, target: int, base: str, out: 
     folder = _folder(cfg.data, target)
     subject, rows = forget_texts(folder, cfg.limit_train)
     retain = retain_items(cfg.data, target, cfg.limit_train) if uses_retain else None
+    if retain is not None and (cfg.anchor == "all" or (cfg.anchor == "method" and cls.anchor_with_retain)):
+        retain = retain + anchor_rows(cfg, target, base, subject)
     info: dict[str, Any] = {}
     if cls.generates_dfr:
         model, tok = load(base)
@@ -284,8 +300,9 @@ def stage_key(cfg: RwkuBenchConfig) -> str:
     equal-steps key is the one of the tables before the curves protocol: lr and epochs resolved)."""
     skip = ("targets", "methods", "seeds", "out", "protocol", "curve_points", "ulmr_alphas", "allow_extrapolation")
     settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in skip}
-    if cfg.retain_loss is None:  # unset keeps the keys of the runs before the option existed
-        del settings["retain_loss"]
+    for option, default in (("retain_loss", None), ("anchor", "method")):  # defaults keep the keys of earlier runs
+        if settings[option] == default:
+            del settings[option]
     if cfg.protocol == "equal-steps":
         settings |= {"lr": cfg.lr or EQUAL_STEPS_LR, "epochs": cfg.epochs or EQUAL_STEPS_EPOCHS}
     else:

@@ -98,9 +98,10 @@ class TofuBenchConfig(BaseModel):
     ulmr_alphas: list[float] = Field(default_factory=lambda: list(curves.ALPHAS), description="ULMR's α points (curves protocol)")
     answer_weight: Optional[Weight] = Field(
         None, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
-    anchor: Literal["none", "builtin"] = Field(
-        "none", description="builtin: the methods that train with a retain set also train on the built-in anchor (the base "
-        "model's answers to general questions) minus the questions that name what the forget or evaluation sets name")
+    anchor: Literal["method", "none", "all"] = Field(
+        "method", description="the built-in anchor (the base model's answers to general questions, minus those that name what "
+        "the forget or evaluation sets name) beside the retain set: for the methods whose recipe has it (method: ULMR), "
+        "for none, or for all that train with a retain set")
     retain_loss: Optional[RetainLoss] = Field(
         None, description="ULMR's retain term: NLL of the retain answers (default) or KL to the model before unlearning at their positions")
     gen_max_new_tokens: NewTokens = Field(64, description="new tokens per generated rewrite / negative response (ULMR)")
@@ -147,14 +148,20 @@ def _records(rows: list[dict], where: str) -> list[QARecord]:
 
 
 def anchor_rows(cfg: TofuBenchConfig, forget: list[QARecord], sets) -> list[QARecord]:
-    """``--anchor builtin``: the built-in anchor answered by the base model, without the questions that name
-    what the forget split or any evaluation set names (none with ``--anchor none``)."""
-    if cfg.anchor == "none":
+    """The built-in anchor answered by the base model, without the questions that name what the forget split or
+    any evaluation set names (none with ``--anchor none``)."""
+    if cfg.anchor == "none" or not any(takes_anchor(cfg, m) for m in cfg.methods):
         return []
     base = cached_model_dir(cfg.model)
     model, tok = load(str(base))
     texts = [f"{r.question} {r.answer}" for r in forget] + [f"{i.question} {i.answer}" for items in sets.values() for i in items]
     return without_shared_entities(anchor_set(model, tok, base), texts)
+
+
+def takes_anchor(cfg: TofuBenchConfig, method: str) -> bool:
+    """Whether ``method``'s unlearning runs train on the anchor beside the retain rows (``--anchor``)."""
+    cls = method_class(method)
+    return cls.retain != "never" and (cfg.anchor == "all" or (cfg.anchor == "method" and cls.anchor_with_retain))
 
 
 def training_sets(cfg: TofuBenchConfig) -> tuple[list[QARecord], list[QARecord]]:
@@ -318,7 +325,7 @@ def stage_key(cfg: TofuBenchConfig, target: Path, retain: Path) -> str:
                                 "lora": cfg.lora, "eval_batch_size": cfg.eval_batch_size,
                                 **({"generator": cfg.generator} if cfg.generator != "target" else {}),
                                 **({"retain_loss": cfg.retain_loss} if cfg.retain_loss else {}),
-                                **({"anchor": cfg.anchor} if cfg.anchor != "none" else {}), **curve})
+                                **({"anchor": cfg.anchor} if cfg.anchor != "method" else {}), **curve})
 
 
 def reference_key(cfg: TofuBenchConfig, target: Path, retain: Path) -> str:
@@ -349,10 +356,9 @@ class _Run:
     started: float
     anchor: list[QARecord]
 
-    @property
-    def retain_side(self) -> list[QARecord]:
-        """What the unlearning runs get as their retain set: the training set's retain rows (+ the anchor)."""
-        return self.retain + self.anchor
+    def retain_side(self, method: str) -> list[QARecord]:
+        """What ``method``'s unlearning runs get as their retain set: the training set's retain rows (+ the anchor)."""
+        return self.retain + (self.anchor if takes_anchor(self.cfg, method) else [])
 
     @property
     def methods(self) -> list[str]:
@@ -364,7 +370,8 @@ class _Run:
         caps = ", ".join(f"{t} {n[s]}" for s, t in zip(SETS, ("Forget", "Retain", "Real Authors", "World Facts")))
         return [
             f"model {cfg.model}; scale {cfg.scale}; forget split {cfg.forget_split}; training set {len(self.forget)} forget + {len(self.retain)} retain QA"
-            + (f"; unlearning with a retain set also trains on {len(self.anchor)} built-in anchor questions (--anchor builtin)." if self.anchor else "."),
+            + (f"; {', '.join(display_name(m) for m in self.methods if takes_anchor(cfg, m))} also train(s) on {len(self.anchor)} "
+               f"built-in anchor questions beside the retain rows (--anchor {cfg.anchor})." if self.anchor else "."),
             f"evaluation items: {caps}; greedy, at most {cfg.get('max_new_tokens')} new tokens.",
             f"target/retain fine-tuning: lr {cfg.get('ft_lr'):g}, {cfg.get('ft_epochs'):g} epochs, batch {cfg.get('ft_batch_size')}"
             f" x {cfg.get('ft_grad_accum')}.",
@@ -404,7 +411,7 @@ def _equal_steps(run: _Run, show: bool) -> dict[str, Any]:
     cfg = run.cfg
     n_steps = cfg.max_steps or equal_steps(len(run.forget), cfg.get("batch_size"), cfg.get("grad_accum"), cfg.get("epochs"))
     reference = run.ref["forget_ratios"]
-    jobs = [Job(f"{m}-seed{s}", m, s, unlearn_job(cfg, m, s, run.target_dir, run.forget, run.retain_side, run.sets, reference, n_steps, cfg.out))
+    jobs = [Job(f"{m}-seed{s}", m, s, unlearn_job(cfg, m, s, run.target_dir, run.forget, run.retain_side(m), run.sets, reference, n_steps, cfg.out))
             for m in run.methods for s in range(cfg.seeds)]
     done = common.run_jobs(run.store, jobs)
     rows = [common.aggregate("Base (target)", "reference", [run.tgt]), common.aggregate(Retrain.display_name, "reference", [run.ref])]
@@ -431,7 +438,7 @@ def _curves(run: _Run, show: bool) -> dict[str, Any]:
     half, reported on the report half (seeds > 1: the selected point rerun at seeds 1..N-1)."""
     cfg, reference = run.cfg, run.ref["forget_ratios"]
     view = curves.View(metrics_from_items, lambda g: g == "forget", tofu_rule(run.tgt["metrics"]["MU"], run.ref["metrics"]["MU"]))
-    job = lambda m, s, only=None: curve_job(cfg, m, s, run.target_dir, run.forget, run.retain_side, run.sets, reference, run.store, only)  # noqa: E731
+    job = lambda m, s, only=None: curve_job(cfg, m, s, run.target_dir, run.forget, run.retain_side(m), run.sets, reference, run.store, only)  # noqa: E731
     done = common.run_jobs(run.store, [Job(f"{m}-seed0", m, 0, job(m, 0)) for m in run.methods])
     methods: dict[str, dict[str, Any]] = {}
     for m in run.methods:

@@ -74,7 +74,7 @@ def tofu_cmd(
     alpha: Optional[float] = typer.Option(None, help="ULMR averaging weight (0.5)."),
     answer_weight: Optional[float] = typer.Option(None, help="ULMR's answer term γ (0.03; 0 = the paper's plain SFT, as in the tables measured before 2026-11-29)."),
     retain_loss: Optional[str] = typer.Option(None, help="ULMR's retain term: nll (default) or kl (KL to the model before unlearning at the retain answers' positions)."),
-    anchor: Optional[str] = typer.Option(None, help="none (default) or builtin: methods that train with a retain set also train on the built-in anchor (the base model's answers to general questions), minus the questions that name what the forget or evaluation sets name."),
+    anchor: Optional[str] = typer.Option(None, help="The built-in anchor (the base model's answers to general questions, minus those naming what the forget or evaluation sets name) beside the retain set: method (default: for the methods whose recipe has it, ULMR), none, or all (every method with a retain set)."),
     generator: Optional[str] = typer.Option(None, help="ULMR's generator: base (the model before TOFU fine-tuning; default, because a small target that memorised TOFU stops following the prompts) or target (the paper's p_θ)."),
     eval_batch_size: Optional[int] = typer.Option(None, help="Evaluation batch size (16)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
@@ -120,6 +120,7 @@ def rwku_cmd(
     alpha: Optional[float] = typer.Option(None, help="ULMR averaging weight (0.5)."),
     answer_weight: Optional[float] = typer.Option(None, help="ULMR's answer term γ (0.03; 0 = the paper's plain SFT, as in the tables measured before 2026-11-29)."),
     retain_loss: Optional[str] = typer.Option(None, help="ULMR's retain term: nll (default) or kl (KL to the model before unlearning at the retain answers' positions)."),
+    anchor: Optional[str] = typer.Option(None, help="The built-in anchor (the base model's answers to general questions, minus those naming what the target's probes name) beside the retain side: method (default: for the methods whose recipe has it, ULMR), none, or all."),
     eval_batch_size: Optional[int] = typer.Option(None, help="Evaluation batch size (16)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
 ) -> None:
@@ -132,7 +133,7 @@ def rwku_cmd(
     cfg = validated(RwkuBenchConfig, model=model, data=data, targets=_numbers(targets, "--targets", int, "integers"), methods=_csv(methods, "--methods"),
                  limit_train=limit_train, limit=limit, utility=utility, protocol=protocol, curve_points=curve_points, ulmr_alphas=_numbers(ulmr_alphas, '--ulmr-alphas', float, 'numbers'),
                  allow_extrapolation=allow_extrapolation, seeds=seeds, out=out, lr=lr, epochs=epochs,
-                 batch_size=batch_size, max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, retain_loss=retain_loss, eval_batch_size=eval_batch_size)
+                 batch_size=batch_size, max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, retain_loss=retain_loss, anchor=anchor, eval_batch_size=eval_batch_size)
     _threads(threads)
     res = run_rwku_bench(cfg)
     typer.echo(str(res["paths"]["markdown"]))

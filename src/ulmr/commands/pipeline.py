@@ -17,7 +17,7 @@ FORGET = typer.Option(..., "--forget", "-f", help="Forget set: .json/.jsonl/.csv
 QFIELD = typer.Option("question", help="Name of the question column.")
 AFIELD = typer.Option("answer", help="Name of the answer column.")
 RETAIN = typer.Option(None, "--retain", "-r", help="Retain set (same formats); mixed into training with its true answers.")
-ANCHOR = typer.Option("builtin", help="Without --retain: 'builtin' (general questions answered by the base model) or 'none'.")
+ANCHOR = typer.Option("builtin", help="'builtin': general questions answered by the base model, minus those naming what the forget set names, as the retain set when no --retain is given (ulmr: also beside --retain); 'none': never.")
 RECIPE = typer.Option("default", help="'paper': Shi et al.'s exact recipe (no anchor, no answer term, generation filters only for empty, identical and duplicate texts, k 2, alpha 0.5 unless given); 'default': this project's defaults (README: where the defaults deviate from the paper).")
 FILTERS = typer.Option("full", help="Generation filters: 'full' (key span, entities, refusals: ulmr.generate.filters) or 'paper' (only empty, identical and duplicate texts).")
 METHOD = typer.Option("ulmr", help=f"Unlearning method: {', '.join(method_names())}.")

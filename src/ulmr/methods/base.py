@@ -41,7 +41,8 @@ class Method:
     ``starts_from_base`` (training starts from ``--base`` when given, not from ``--model``; the TOFU
     bench's retain model is its run), ``benchmarks`` (the benchmark protocols that run it, by default and
     as allowed choices), ``generation_filters`` (the generation filters its D_fr is built with: ``"full"``
-    or the paper's ``"paper"``, :mod:`ulmr.generate.filters`), ``forget_only_in`` (protocols that run it without a retain set although it takes
+    or the paper's ``"paper"``, :mod:`ulmr.generate.filters`), ``anchor_with_retain`` (its recipe trains on the built-in anchor beside a given retain set, not only
+    in its place), ``forget_only_in`` (protocols that run it without a retain set although it takes
     one elsewhere: RWKU's GA, NPO and DPO).
     """
 
@@ -62,6 +63,7 @@ class Method:
     starts_from_base: ClassVar[bool] = False
     benchmarks: ClassVar[tuple[str, ...]] = ("tofu", "rwku")
     forget_only_in: ClassVar[tuple[str, ...]] = ()
+    anchor_with_retain: ClassVar[bool] = False
     # documented defaults
     lr: ClassVar[float] = 1e-5
     lr_by_size: ClassVar[tuple[tuple[float, float], ...]] = ()  # (parameter bound, lr) pairs, smallest bound first

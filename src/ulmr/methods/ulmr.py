@@ -31,6 +31,12 @@ class ULMR(Method):
     utility within a point of plain SFT (docs/results/example_set.md). γ = 0 is the paper's plain SFT; rows
     without an ``original_answer`` column train without the term.
 
+    The retain rows are the built-in anchor (general questions with the base model's own answers) *and* a
+    given retain set (``anchor_with_retain``): on TOFU mini a retain set of fictitious authors alone let the
+    refusals spread to questions about real authors (Real Authors ROUGE-L 9.7 -> 0 at α 1, MU below the
+    utility floor at every α); with the anchor beside it, α 0.8 forgot to 15.8 ROUGE-L at MU 35.6
+    (docs/results/tofu.md, 2026-12-06).
+
     ``retain_loss="kl"`` (``--retain-loss kl``) replaces λ·NLL_r by λ·KL(p_θ || p) on the retain/anchor
     answers' positions: the anchor keeps the model's next-token distributions there instead of training on
     one sampled answer (the built-in anchor's answers are the base model's own greedy ones, wrong ones
@@ -51,6 +57,7 @@ class ULMR(Method):
     default_retain_weight = 2.0
     default_answer_weight = 0.03
     retain_losses = ("nll", "kl")
+    anchor_with_retain = True
 
     def __init__(self, beta: float | None = None, retain_weight: float | None = None, answer_weight: float | None = None,
                  retain_loss: str = "nll"):
