@@ -34,7 +34,7 @@ class ULMR(Method):
     The retain rows are the built-in anchor (general questions with the base model's own answers) *and* a
     given retain set (``anchor_with_retain``): on TOFU mini a retain set of fictitious authors alone let the
     refusals spread to questions about real authors (Real Authors ROUGE-L 9.7 -> 0 at α 1, MU below the
-    utility floor at every α); with the anchor beside it, α 0.8 forgot to 15.8 ROUGE-L at MU 35.6
+    utility floor at every α); with the anchor beside it, α 0.8 forgot to 15.8 ROUGE-L (all 40 items) at MU 35.6
     (docs/results/tofu.md, 2026-12-06).
 
     ``retain_loss="kl"`` (``--retain-loss kl``) replaces λ·NLL_r by λ·KL(p_θ || p) on the retain/anchor
