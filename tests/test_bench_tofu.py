@@ -100,7 +100,8 @@ def test_tofu_bench_outputs_cache_and_resume(tiny_model_dir, tiny_tofu, tmp_path
     spy = lambda path, *a, **kw: (loaded.append(str(path)), real_load(path, *a, **kw))[1]  # noqa: E731
     for module in (ulmr.models, tofu_bench):  # the bench loads the generator through its own name
         monkeypatch.setattr(module, "load", spy)
-    cfg = _cfg(tiny_model_dir, tiny_tofu, tmp_path / "run1", ["ulmr"]).model_copy(update={"generator": "target"})
+    # (--anchor none: the anchor's answers come from the base model whatever the generator)
+    cfg = _cfg(tiny_model_dir, tiny_tofu, tmp_path / "run1", ["ulmr"]).model_copy(update={"generator": "target", "anchor": "none"})
     third = run_tofu_bench(cfg, show=False)
     assert third["training"]["ulmr"][0]["generator"] == "target"
     assert str(ulmr.models.cached_model_dir(str(tiny_model_dir))) not in loaded and str(target_dir) in loaded

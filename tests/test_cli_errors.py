@@ -50,7 +50,7 @@ def test_alpha_out_of_range(qa_file, tmp_path, alpha):
 
 @pytest.mark.parametrize("args,needle", [(["--answer-weight", "-0.1"], "--answer-weight: must be >= 0 (got -0.1)"),
                                           (["--method", "npo", "--answer-weight", "0.1"], "--answer-weight applies to ulmr only"),
-                                          (["--method", "graddiff", "--beta", "0.5"], "--beta applies to ulmr, dpo, npo only"),
+                                          (["--method", "graddiff", "--beta", "0.5"], "--beta applies to ulmr, ulmr-paper, dpo, npo only"),
                                           (["--beta", "0"], "--beta: must be > 0 (got 0)"),
                                           (["--answer-source", "gold"], "--answer-source: must be 'model' or 'data' (got 'gold')")])
 def test_bad_answer_weight_or_beta(qa_file, tmp_path, args, needle):

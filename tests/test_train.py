@@ -154,7 +154,7 @@ def test_each_epoch_pairs_fresh_retain_rows(fresh, tokenizer, tmp_path, monkeypa
 
 
 def test_config_rejects_unknown_method_and_fields():
-    with pytest.raises(ValidationError, match="unknown method 'bogus'; known: ulmr, ga"):
+    with pytest.raises(ValidationError, match="unknown method 'bogus'; known: ulmr, ulmr-paper, ga"):
         TrainConfig(method="bogus")
     with pytest.raises(ValidationError, match=r"learning_rate\n  Extra inputs are not permitted"):
         TrainConfig(learning_rate=1.0)
@@ -226,7 +226,7 @@ def test_ulmr_answer_weight_lowers_the_original_answers(fresh, tokenizer, tmp_pa
     npo = train_unlearn(fresh(), tokenizer, DFR, RETAIN, cfg(method="ulmr", epochs=2, answer_weight=0.5), tmp_path / "npo")
     lp_plain, lp_npo = _original_logp(plain.model, tokenizer), _original_logp(npo.model, tokenizer)
     assert lp_npo < lp_plain - 1.0 and lp_npo < base
-    assert plain.loss_weights == {"beta": 0.1, "retain_weight": 2.0, "answer_weight": 0.0, "answer_term": False,
+    assert plain.loss_weights == {"beta": 0.1, "retain_weight": 2.0, "answer_weight": 0.0, "retain_loss": "nll", "answer_term": False,
                                   "answer_source": None, "answer_texts": None}
     assert npo.loss_weights["answer_weight"] == 0.5 and npo.loss_weights["answer_term"] is True
     # the random tiny model never names Velquist or a birth year, so every row falls back to the data's answer
