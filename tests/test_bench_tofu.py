@@ -242,5 +242,5 @@ def test_bench_anchor_adds_decontaminated_anchor_rows_to_the_retain_side(tiny_mo
     assert len(set(keys.values())) == 3
     # the default: each method's recipe (ULMR trains on the anchor beside the retain rows, GradDiff does not)
     default = cfg.model_copy(update={"anchor": "method"})
-    assert tofu_bench.takes_anchor(default, "ulmr") and not tofu_bench.takes_anchor(default, "graddiff")
-    assert not tofu_bench.takes_anchor(default, "ulmr-paper") and not tofu_bench.takes_anchor(cfg.model_copy(update={"anchor": "none"}), "ulmr")
+    assert common.takes_anchor(default.anchor, "ulmr") and not common.takes_anchor(default.anchor, "graddiff")
+    assert not common.takes_anchor(default.anchor, "ulmr-paper") and not common.takes_anchor("none", "ulmr")

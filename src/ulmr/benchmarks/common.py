@@ -26,11 +26,14 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Sequence
+
+from pydantic import BaseModel, Field
 
 from ..atomic import atomic_dir, write_json, write_text
 from ..config import BackendConfig, GenerateConfig, TrainConfig
 from ..eval.report import Table, fmt, markdown, print_table
+from ..methods.base import RetainLoss
 from ..methods.registry import display_name, method_class
 from ..methods.ulmr import ULMR
 from ..models import load, save_model
@@ -183,6 +186,23 @@ def dfr_rows(records: Sequence[Any], model, tokenizer, work: Path, max_new_token
     info = {"d_fr_rows": len(res.rows), "fallback_rewrites": f"{res.stats['fallback_rewrites']}/{n_items * (k + 1)}",
             "fallback_negatives": f"{res.stats['fallback_negatives']}/{n_items * (k + 1)}"}
     return res.rows, info
+
+
+class MethodDataOptions(BaseModel):
+    """The options both benches share that change what the unlearning runs train on beside the forget side."""
+
+    anchor: Literal["method", "none", "all"] = Field(
+        "method", description="the built-in anchor (the base model's answers to general questions, minus those that name what "
+        "the forget set or the evaluation items name) beside the retain side: for the methods whose recipe has it (method: "
+        "ULMR), for none, or for all that train with a retain side")
+    retain_loss: Optional[RetainLoss] = Field(
+        None, description="ULMR's retain term: NLL of the retain answers (default) or KL to the model before unlearning at their positions")
+
+
+def takes_anchor(anchor: str, method: str) -> bool:
+    """Whether ``method``'s unlearning runs train on the anchor beside their retain side under ``--anchor anchor``."""
+    cls = method_class(method)
+    return cls.retain != "never" and (anchor == "all" or (anchor == "method" and cls.anchor_with_retain))
 
 
 def retain_loss_for(retain_loss: str | None, method: str) -> str | None:

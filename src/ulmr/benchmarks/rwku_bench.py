@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from ..anchor import anchor_set, without_shared_entities
 from ..config import Alpha, BatchSize, Count, Epochs, LearningRate, MaxLength, NewTokens, TrainConfig, Weight
@@ -32,7 +32,6 @@ from ..data.rwku import CORE_PARTS, load_rwku, target_dir
 from ..errors import ConfigError, DataError
 from ..eval.rwku import RENDERING, evaluate_rwku, metrics_from_items, per_item_values
 from ..inference import generate
-from ..methods.base import RetainLoss
 from ..methods.registry import display_name, method_class, method_names
 from ..models import cached_model_dir, load
 from ..refusal import refusal_rate
@@ -53,7 +52,7 @@ LAPTOP_LIMIT = 30
 EQUAL_STEPS_LR, EQUAL_STEPS_EPOCHS = 5e-5, 1.0
 
 
-class RwkuBenchConfig(BaseModel):
+class RwkuBenchConfig(common.MethodDataOptions):
     """Options of ``ulmr bench rwku``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -81,12 +80,6 @@ class RwkuBenchConfig(BaseModel):
     ulmr_alphas: list[float] = Field(default_factory=lambda: list(curves.ALPHAS), description="ULMR's α points (curves protocol)")
     answer_weight: Optional[Weight] = Field(
         None, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
-    anchor: Literal["method", "none", "all"] = Field(
-        "method", description="the built-in anchor (the base model's answers to general questions, minus those that name what "
-        "the target's probes name) beside the retain side: for the methods whose recipe has it (method: ULMR), for none, "
-        "or for all that train with a retain side")
-    retain_loss: Optional[RetainLoss] = Field(
-        None, description="ULMR's retain term: NLL of the retain answers (default) or KL to the model before unlearning at their positions")
     eval_batch_size: BatchSize = 16
     max_length: MaxLength = 512
     answer_tokens: NewTokens = Field(64, description="new tokens of the original model's answers to the reject questions (ULMR)")
@@ -226,7 +219,7 @@ def method_data(cfg: RwkuBenchConfig, method: str, target: int, base: str, out: 
     folder = _folder(cfg.data, target)
     subject, rows = forget_texts(folder, cfg.limit_train)
     retain = retain_items(cfg.data, target, cfg.limit_train) if uses_retain else None
-    if retain is not None and (cfg.anchor == "all" or (cfg.anchor == "method" and cls.anchor_with_retain)):
+    if retain is not None and common.takes_anchor(cfg.anchor, method):
         retain = retain + anchor_rows(cfg, target, base, subject)
     info: dict[str, Any] = {}
     if cls.generates_dfr:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from ..anchor import anchor_set, without_shared_entities
 from ..atomic import write_jsonl
@@ -34,7 +34,6 @@ from ..data.records import QARecord, read_jsonl
 from ..data.tofu import ForgetSplit, _read_hub, load_tofu
 from ..errors import ConfigError, DataError
 from ..eval.tofu import evaluate_tofu, metrics_from_items, per_item_values
-from ..methods.base import RetainLoss
 from ..methods.registry import display_name, method_class, method_names
 from ..methods.retrain import Retrain
 from ..metrics.truth_ratio import forget_quality
@@ -62,7 +61,7 @@ SCALES: dict[str, dict[str, Any]] = {
 }
 
 
-class TofuBenchConfig(BaseModel):
+class TofuBenchConfig(common.MethodDataOptions):
     """Options of ``ulmr bench tofu``; ``None`` means the scale's default (see :data:`SCALES`)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -98,12 +97,6 @@ class TofuBenchConfig(BaseModel):
     ulmr_alphas: list[float] = Field(default_factory=lambda: list(curves.ALPHAS), description="ULMR's α points (curves protocol)")
     answer_weight: Optional[Weight] = Field(
         None, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
-    anchor: Literal["method", "none", "all"] = Field(
-        "method", description="the built-in anchor (the base model's answers to general questions, minus those that name what "
-        "the forget or evaluation sets name) beside the retain set: for the methods whose recipe has it (method: ULMR), "
-        "for none, or for all that train with a retain set")
-    retain_loss: Optional[RetainLoss] = Field(
-        None, description="ULMR's retain term: NLL of the retain answers (default) or KL to the model before unlearning at their positions")
     gen_max_new_tokens: NewTokens = Field(64, description="new tokens per generated rewrite / negative response (ULMR)")
     eval_batch_size: BatchSize = 16
     max_length: MaxLength = 512
@@ -150,18 +143,12 @@ def _records(rows: list[dict], where: str) -> list[QARecord]:
 def anchor_rows(cfg: TofuBenchConfig, forget: list[QARecord], sets) -> list[QARecord]:
     """The built-in anchor answered by the base model, without the questions that name what the forget split or
     any evaluation set names (none with ``--anchor none``)."""
-    if cfg.anchor == "none" or not any(takes_anchor(cfg, m) for m in cfg.methods):
+    if not any(common.takes_anchor(cfg.anchor, m) for m in cfg.methods):
         return []
     base = cached_model_dir(cfg.model)
     model, tok = load(str(base))
     texts = [f"{r.question} {r.answer}" for r in forget] + [f"{i.question} {i.answer}" for items in sets.values() for i in items]
     return without_shared_entities(anchor_set(model, tok, base), texts)
-
-
-def takes_anchor(cfg: TofuBenchConfig, method: str) -> bool:
-    """Whether ``method``'s unlearning runs train on the anchor beside the retain rows (``--anchor``)."""
-    cls = method_class(method)
-    return cls.retain != "never" and (cfg.anchor == "all" or (cfg.anchor == "method" and cls.anchor_with_retain))
 
 
 def training_sets(cfg: TofuBenchConfig) -> tuple[list[QARecord], list[QARecord]]:
@@ -358,7 +345,7 @@ class _Run:
 
     def retain_side(self, method: str) -> list[QARecord]:
         """What ``method``'s unlearning runs get as their retain set: the training set's retain rows (+ the anchor)."""
-        return self.retain + (self.anchor if takes_anchor(self.cfg, method) else [])
+        return self.retain + (self.anchor if common.takes_anchor(self.cfg.anchor, method) else [])
 
     @property
     def methods(self) -> list[str]:
@@ -370,7 +357,7 @@ class _Run:
         caps = ", ".join(f"{t} {n[s]}" for s, t in zip(SETS, ("Forget", "Retain", "Real Authors", "World Facts")))
         return [
             f"model {cfg.model}; scale {cfg.scale}; forget split {cfg.forget_split}; training set {len(self.forget)} forget + {len(self.retain)} retain QA"
-            + (f"; {', '.join(display_name(m) for m in self.methods if takes_anchor(cfg, m))} also train(s) on {len(self.anchor)} "
+            + (f"; {', '.join(display_name(m) for m in self.methods if common.takes_anchor(cfg.anchor, m))} also train(s) on {len(self.anchor)} "
                f"built-in anchor questions beside the retain rows (--anchor {cfg.anchor})." if self.anchor else "."),
             f"evaluation items: {caps}; greedy, at most {cfg.get('max_new_tokens')} new tokens.",
             f"target/retain fine-tuning: lr {cfg.get('ft_lr'):g}, {cfg.get('ft_epochs'):g} epochs, batch {cfg.get('ft_batch_size')}"
