@@ -185,6 +185,34 @@ def test_last_token_logits_batched_equals_single(tiny):
         assert torch.allclose(torch.tensor(row), ref, atol=1e-4)
 
 
+def test_budget_batches_put_an_outlier_alone_and_keep_uniform_batches_whole():
+    from ulmr.inference import budget_batches
+
+    lengths = [40, 45, 50, 42, 400, 48, 44, 41]
+    batches = budget_batches(lengths, batch_size=4)
+    assert sorted(i for b in batches for i in b) == list(range(8))  # every row once
+    assert batches[0] == [4]  # the outlier would pad 3 more rows to 400 tokens: it goes alone
+    assert all(len(b) <= 4 for b in batches)
+    for b in batches:
+        padded = max(lengths[i] for i in b) * len(b)
+        assert padded - sum(lengths[i] for i in b) <= 0.25 * padded
+    assert [len(b) for b in budget_batches([9] * 10, batch_size=4)] == [4, 4, 2]
+
+
+def test_last_token_logits_with_an_outlier_prompt_equal_single_forwards(tiny):
+    model, tok = tiny
+    from ulmr.data.chat import ChatFormat
+
+    cf = ChatFormat(tok)
+    prompts = [cf.prompt_ids(q) for q in ["Short?", "Mid length q?", "Another one?", "Why? " * 60]]
+    letters = letter_token_ids(tok)
+    batched = last_token_logits(model, prompts, letters, tok.pad_token_id, batch_size=4)
+    for p, row in zip(prompts, batched):
+        with torch.no_grad():
+            ref = model(input_ids=torch.tensor([p])).logits[0, -1, letters]
+        assert torch.allclose(torch.tensor(row), ref, atol=1e-4)
+
+
 def test_batched_score_equals_per_item(tiny):
     from ulmr.data.chat import ChatFormat
     from ulmr.inference import score
@@ -223,8 +251,9 @@ def test_score_ignores_nan_logits_at_padded_positions(tiny):
 
     model, tok = tiny
     cf = ChatFormat(tok)
-    # the long answer makes the logit window reach into the short row's left padding
-    encs = [cf.encode("Who?", "Mara."), cf.encode("Q", " ".join(["A rather long answer with many tokens."] * 4))]
+    # the long answer makes the logit window reach into the short row's left padding (the rows' lengths are
+    # close enough to share a batch: inference.budget_batches)
+    encs = [cf.encode("Who is she?", "Mara."), cf.encode("Q", " ".join(["A rather long answer with many tokens."] * 4))]
     clean = score(model, encs, tok.pad_token_id, batch_size=2)
     poisoned = _NaNOnPadding(model)
     dirty = score(poisoned, encs, tok.pad_token_id, batch_size=2)

@@ -57,6 +57,29 @@ def _batches(order: list[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+# A batch takes the next (shorter) row only while padding stays at most this share of its padded tokens.
+MAX_PADDING_SHARE = 0.25
+
+
+def budget_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices of ``lengths`` in batches, longest first, of at most ``batch_size`` rows whose padding stays at
+    most :data:`MAX_PADDING_SHARE` of the batch's padded tokens: a row far longer than the rest (an MMLU prompt
+    with long shots) no longer pads a whole batch to its length. Equal lengths give plain ``batch_size`` batches."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    real = 0
+    for i in order:
+        b = batches[-1] if batches else []
+        padded = lengths[b[0]] * (len(b) + 1) if b else 0
+        if b and len(b) < batch_size and padded - (real + lengths[i]) <= MAX_PADDING_SHARE * padded:
+            b.append(i)
+            real += lengths[i]
+        else:
+            batches.append([i])
+            real = lengths[i]
+    return batches
+
+
 def _left_batch(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     ids = pad(seqs, pad_id, side="left").to(device)
     mask = pad([[1] * len(s) for s in seqs], 0, side="left").to(device)
@@ -89,13 +112,12 @@ def score(
         if shared is not None:
             return shared
     device = next(model.parameters()).device
-    order = sorted(range(len(examples)), key=lambda i: -len(examples[i].input_ids))
     results: list[Scored | None] = [None] * len(examples)
     was_training = model.training
     model.eval()
     with torch.inference_mode(), progress_bar() as bar:
         task = bar.add_task(description or "scoring", total=len(examples)) if description else None
-        for idx in _batches(order, batch_size):
+        for idx in budget_batches([len(e.input_ids) for e in examples], batch_size):
             seqs = [examples[i].input_ids for i in idx]
             labels = pad([examples[i].labels for i in idx], IGNORE, side="left").to(device)
             ids, mask, pos = _left_batch(seqs, pad_id, device)

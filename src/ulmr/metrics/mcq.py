@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..data.chat import FIXED_SYSTEM, IGNORE, ChatFormat, Encoded, pad
-from ..inference import score
+from ..inference import budget_batches, score
 from ..progress import progress_bar
 
 LETTERS = ("A", "B", "C", "D")
@@ -107,18 +107,17 @@ def letter_token_ids(tokenizer) -> list[int]:
 
 def last_token_logits(model, prompts: Sequence[Sequence[int]], token_ids: Sequence[int], pad_id: int,
                       batch_size: int = 8, description: str | None = None) -> list[list[float]]:
-    """Logits of ``token_ids`` at the last position of each prompt: one forward per batch, left-padded,
-    ``logits_to_keep=1`` so only the last position is projected onto the vocabulary."""
+    """Logits of ``token_ids`` at the last position of each prompt: one forward per batch
+    (:func:`~ulmr.inference.budget_batches`), left-padded, ``logits_to_keep=1`` so only the last position is
+    projected onto the vocabulary."""
     device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     out: list[list[float] | None] = [None] * len(prompts)
     sel = torch.tensor(list(token_ids), device=device)
     was_training = model.training
     model.eval()
     with torch.inference_mode(), progress_bar() as bar:
         task = bar.add_task(description, total=len(prompts)) if description else None
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
+        for idx in budget_batches([len(p) for p in prompts], batch_size):
             seqs = [prompts[i] for i in idx]
             ids = pad(seqs, pad_id, side="left").to(device)
             mask = pad([[1] * len(s) for s in seqs], 0, side="left").to(device)
