@@ -33,6 +33,29 @@ def _cfg(model: Path, data: Path, out: Path, methods: list[str], **kw) -> TofuBe
                            lr=1e-2, **kw)
 
 
+def test_stage_store_reruns_a_stage_stored_under_another_recipe(tmp_path):
+    store, calls = common.StageStore(tmp_path), []
+    run = lambda: (calls.append(1), {"v": len(calls)})[1]  # noqa: E731
+    assert store.run("s", run, "r1")["v"] == 1
+    assert store.run("s", run, "r1")["v"] == 1 and len(calls) == 1  # same recipe: reused
+    assert store.run("s", run, "r2")["v"] == 2 and store.get("s")["recipe"] == "r2"  # another recipe: rerun, stored
+    (tmp_path / "old.json").write_text(json.dumps({"v": 0}), encoding="utf-8")  # a stage from before recipes
+    assert store.run("old", run, "r3")["v"] == 0 and len(calls) == 2
+
+
+def test_recipe_key_follows_method_defaults_and_training_options(monkeypatch):
+    from ulmr.methods.npo import NPO
+
+    tcfg = TrainConfig(method="npo", seed=0)
+    key = common.recipe_key(tcfg)
+    assert common.recipe_key(TrainConfig(method="npo", seed=0)) == key
+    assert common.recipe_key(TrainConfig(method="npo", seed=0, lr=1e-3)) != key
+    monkeypatch.setattr(NPO, "display_name", "renamed")  # naming a row differently changes no result
+    assert common.recipe_key(tcfg) == key
+    monkeypatch.setattr(NPO, "default_beta", 0.2)
+    assert common.recipe_key(tcfg) != key
+
+
 def test_eval_steps_are_evenly_spaced_and_end_at_the_last_step():
     assert curves.eval_steps(30, 4) == [8, 15, 23, 30]
     assert curves.eval_steps(50, 5) == [10, 20, 30, 40, 50]
@@ -123,6 +146,14 @@ def test_tofu_bench_curves_select_on_one_half_and_report_the_other(tiny_model_di
     t = again["timings"]
     assert not t["ga-seed0/step3"]["reused"] and t["ga-seed0/step1"]["reused"] and t["ga-seed0/step4"]["reused"]
     assert again["methods"]["Gradient Ascent"]["curve"][0]["metrics"] == ga["curve"][0]["metrics"]
+
+    # a changed method default (its recipe) reruns the run and every point instead of reusing stale stages
+    from ulmr.methods.registry import method_class
+
+    monkeypatch.setattr(method_class("ga"), "epochs", method_class("ga").epochs + 1)
+    changed = run_tofu_bench(cfg.model_copy(update={"methods": ["ga"]}), show=False)
+    t = changed["timings"]
+    assert not t["ga-seed0"]["reused"] and not any(t[f"ga-seed0/step{s}"]["reused"] for s in (1, 2, 3, 4))
 
 
 def test_tofu_bench_curves_rerun_the_selected_point_at_other_seeds(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):

@@ -63,6 +63,21 @@ def files_digest(paths: Iterable[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "generate" / "prompts"
+
+
+def recipe_key(tcfg: TrainConfig) -> str:
+    """A digest of what one unlearning run's result depends on beyond the bench's own settings: the method's
+    defaults (:meth:`~ulmr.methods.base.Method.recipe`), the resolved training options and, for a method that
+    generates D_fr, the generation defaults and prompt files. :meth:`StageStore.run` reruns a stage stored
+    under another recipe, so a changed default never reuses a stale result."""
+    cls = method_class(tcfg.method)
+    parts: dict[str, Any] = {"method": cls.recipe(), "train": tcfg.model_dump(mode="json")}
+    if cls.generates_dfr:
+        parts |= {"generation": GenerateConfig().model_dump(mode="json"), "prompts": files_digest(PROMPTS_DIR.glob("*"))}
+    return settings_key(parts)
+
+
 def is_main_process() -> bool:
     """True outside ``accelerate launch`` / torchrun and on rank 0 inside it."""
     return int(os.environ.get("RANK", "0")) == 0
@@ -106,9 +121,14 @@ class StageStore:
         except json.JSONDecodeError:  # a torn file cannot exist (atomic writes), but never trust it
             return None
 
-    def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """The result of stage ``name``: stored, or computed by ``fn`` and stored (with its wall time)."""
+    def run(self, name: str, fn: Callable[[], dict[str, Any]], recipe: str | None = None) -> dict[str, Any]:
+        """The result of stage ``name``: stored, or computed by ``fn`` and stored (with its wall time). With
+        ``recipe`` (:func:`recipe_key`) a result stored under another recipe is computed again; one stored
+        without a recipe (before 2026-12-06) is reused."""
         done = self.get(name)
+        if done is not None and recipe is not None and done.get("recipe", recipe) != recipe:
+            log.warning("stage %s: stored under another method recipe (a changed default): running it again", name)
+            done = None
         if done is not None:
             log.info("stage %s: finished earlier, reusing %s", name, self.path(name))
             self.timings[name] = {"seconds": done.get("seconds"), "reused": True}
@@ -117,6 +137,8 @@ class StageStore:
         t = time.time()
         result = fn()
         result["seconds"] = round(time.time() - t, 1)
+        if recipe is not None:
+            result["recipe"] = recipe
         if is_main_process():
             write_json(self.path(name), result)
         self.timings[name] = {"seconds": result["seconds"], "reused": False}
@@ -241,6 +263,7 @@ class Job:
     label: str
     seed: int
     run: Callable[[], dict[str, Any]]
+    recipe: str | None = None  # recipe_key of the run: a stage stored under another one is rerun
 
 
 def run_jobs(store: StageStore, jobs: Sequence[Job]) -> dict[str, list[dict[str, Any]]]:
@@ -248,7 +271,7 @@ def run_jobs(store: StageStore, jobs: Sequence[Job]) -> dict[str, list[dict[str,
     out: dict[str, list[dict[str, Any]]] = {}
     for i, job in enumerate(jobs, 1):
         console.print(f"[bold]\\[{i}/{len(jobs)}][/bold] {job.stage}", highlight=False)
-        out.setdefault(job.label, []).append(store.run(job.stage, job.run))
+        out.setdefault(job.label, []).append(store.run(job.stage, job.run, job.recipe))
     return out
 
 

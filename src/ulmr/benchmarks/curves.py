@@ -63,8 +63,9 @@ class StepPoints(TrainerCallback):
     """Evaluates the model in training after the steps of :func:`eval_steps` (the run's own ``max_steps``), each
     point stored as stage ``<prefix>/step<N>`` with its cost so far; a stored point is reused, not re-evaluated."""
 
-    def __init__(self, store: StageStore, prefix: str, points: int, evaluate: Evaluate, at: Sequence[int] | None = None):
-        self.store, self.prefix, self.n_points, self.evaluate = store, prefix, points, evaluate
+    def __init__(self, store: StageStore, prefix: str, points: int, evaluate: Evaluate, at: Sequence[int] | None = None,
+                 recipe: str | None = None):
+        self.store, self.prefix, self.n_points, self.evaluate, self.recipe = store, prefix, points, evaluate, recipe
         self.at = list(at) if at else None  # explicit steps (a selected point rerun at another seed)
         self.steps: list[int] = []
         self.results: list[dict[str, Any]] = []
@@ -90,7 +91,8 @@ class StepPoints(TrainerCallback):
         model.eval()
         try:
             res = self.store.run(f"{self.prefix}/step{step}",
-                                 lambda: {**self.evaluate(model, processing_class), "point": {"step": step}, "cost": cost})
+                                 lambda: {**self.evaluate(model, processing_class), "point": {"step": step}, "cost": cost},
+                                 self.recipe)
         finally:
             model.train()
         self._eval_seconds += time.perf_counter() - t
@@ -98,7 +100,7 @@ class StepPoints(TrainerCallback):
 
 
 def alpha_points(store: StageStore, prefix: str, model, tokenizer, base_dir: str, evaluate: Evaluate,
-                 cost: Mapping[str, Any], alphas: Sequence[float] = ALPHAS) -> list[dict[str, Any]]:
+                 cost: Mapping[str, Any], alphas: Sequence[float] = ALPHAS, recipe: str | None = None) -> list[dict[str, Any]]:
     """ULMR's curve: each α as stage ``<prefix>/alpha<α>`` (the weights of ``model`` end at p_f again)."""
     interp: Interpolator | None = None
     out = []
@@ -108,7 +110,7 @@ def alpha_points(store: StageStore, prefix: str, model, tokenizer, base_dir: str
             interp = interp or Interpolator(model, base_dir)
             interp.set(a)
             return {**evaluate(model, tokenizer), "point": {"alpha": a}, "cost": dict(cost)}
-        out.append(store.run(f"{prefix}/alpha{a:g}", run))
+        out.append(store.run(f"{prefix}/alpha{a:g}", run, recipe))
     if interp is not None:
         interp.set(1.0)
     return out
@@ -168,16 +170,17 @@ def describe_point(point: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- running a method's curve
 def method_curve(store: StageStore, stage: str, start: str | Path, forget: Sequence[Any], retain: Sequence[Any] | None,
                  tcfg: TrainConfig, work: Path, evaluate: Evaluate, n_points: int, averaged: bool,
-                 only: Mapping[str, Any] | None = None, alphas: Sequence[float] = ALPHAS):
+                 only: Mapping[str, Any] | None = None, alphas: Sequence[float] = ALPHAS, recipe: str | None = None):
     """One training run of a method from ``start`` and its curve: with ``averaged`` (ULMR) the α points of the
     trained p_f at ``alphas``, else ``n_points`` points along the run; ``only`` (a selected point's settings,
-    for another seed): that point alone, after the same schedule. Returns (points, TrainResult)."""
+    for another seed): that point alone, after the same schedule; ``recipe``: the run's
+    :func:`~ulmr.benchmarks.common.recipe_key`, checked for every stored point. Returns (points, TrainResult)."""
     if averaged:
         model, tok, res = common.train_model(start, forget, retain, tcfg, work)
         cost = {"steps": res.steps, "train_tokens": res.train_tokens, "train_seconds": round(res.seconds, 1)}
         alphas = [only["alpha"]] if only else alphas
-        return alpha_points(store, stage, model, tok, base_weights_dir(str(start)), evaluate, cost, alphas), res
-    cb = StepPoints(store, stage, n_points, evaluate, at=[only["step"]] if only else None)
+        return alpha_points(store, stage, model, tok, base_weights_dir(str(start)), evaluate, cost, alphas, recipe), res
+    cb = StepPoints(store, stage, n_points, evaluate, at=[only["step"]] if only else None, recipe=recipe)
     _, _, res = common.train_model(start, forget, retain, tcfg, work, callbacks=[cb])
     return cb.results, res
 

@@ -235,37 +235,39 @@ def method_data(cfg: RwkuBenchConfig, method: str, target: int, base: str, out: 
     return forget, retain, {"forget_items": len(forget), "retain_items": len(retain or []), **info}
 
 
-def unlearn_job(cfg: RwkuBenchConfig, method: str, seed: int, target: int, base: str, steps: int, out: Path):
-    """``run()`` of one equal-steps (target, method, seed): build the method's data, train from the original model, evaluate."""
+def unlearn_job(cfg: RwkuBenchConfig, method: str, seed: int, target: int, base: str, steps: int, out: Path) -> Job:
+    """One equal-steps (target, method, seed): build the method's data, train from the original model, evaluate."""
     cls = method_class(method)
+    tcfg = _train_config(cfg, method, seed, steps)
 
     def run() -> dict[str, Any]:
         forget, retain, info = method_data(cfg, method, target, base, out)
         work = out / "work" / f"t{target}-{method}-seed{seed}"
-        model, tok, res = common.train_model(base, forget, retain, _train_config(cfg, method, seed, steps), work,
+        model, tok, res = common.train_model(base, forget, retain, tcfg, work,
                                              alpha=cfg.alpha if cls.default_alpha is not None else None)
         result = evaluate(model, tok, cfg, target)
         result["training"] = {"steps": res.steps, "seconds": round(res.seconds, 1), "train_tokens": res.train_tokens, **info}
         return result
 
-    return run
+    return Job(f"t{target}/{method}-seed{seed}", method, seed, run, common.recipe_key(tcfg))
 
 
 def curve_job(cfg: RwkuBenchConfig, method: str, seed: int, target: int, base: str, store: StageStore,
-              only: dict[str, Any] | None = None):
-    """``run()`` of one curves (target, method, seed): the method's curve at seed 0, or (``only``) its selected
-    point at another seed."""
+              only: dict[str, Any] | None = None) -> Job:
+    """One curves (target, method, seed): the method's curve at seed 0, or (``only``) its selected point at
+    another seed."""
     stage = f"t{target}/{method}-seed{seed}"
+    tcfg = _train_config(cfg, method, seed, cfg.max_steps or -1)
+    recipe = common.recipe_key(tcfg)
 
     def run() -> dict[str, Any]:
         forget, retain, info = method_data(cfg, method, target, base, cfg.out, seed)
-        tcfg = _train_config(cfg, method, seed, cfg.max_steps or -1)
         points, res = curves.method_curve(store, stage, base, forget, retain, tcfg, cfg.out / "work" / stage.replace("/", "-"),
                                           lambda m, tok: evaluate(m, tok, cfg, target), cfg.curve_points,
-                                          method_class(method).default_alpha is not None, only, cfg.ulmr_alphas)
+                                          method_class(method).default_alpha is not None, only, cfg.ulmr_alphas, recipe)
         return {"curve": points, "training": curves.training_record(res, info)}
 
-    return run
+    return Job(stage, method, seed, run, recipe)
 
 
 def _before(cfg: RwkuBenchConfig, base: str, target: int):
@@ -359,8 +361,7 @@ def _equal_steps(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, 
     steps = cfg.max_steps or equal_steps(cfg.limit_train, cfg.batch_size, cfg.grad_accum, cfg.epochs or EQUAL_STEPS_EPOCHS)
     before_timings: dict[str, Any] = {}
     befores = _befores(cfg, base, before_timings)
-    jobs = [Job(f"t{t}/{m}-seed{s}", m, s, unlearn_job(cfg, m, s, t, base, steps, cfg.out))
-            for t in cfg.targets for m in cfg.methods for s in range(cfg.seeds)]
+    jobs = [unlearn_job(cfg, m, s, t, base, steps, cfg.out) for t in cfg.targets for m in cfg.methods for s in range(cfg.seeds)]
     done = {"before": befores, **common.run_jobs(store, jobs)}  # label -> results in target-major order
 
     def per_seed(label: str, seeds: int) -> list[dict[str, Any]]:
@@ -417,7 +418,7 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
     T = len(cfg.targets)
     before_timings: dict[str, Any] = {}
     befores = _befores(cfg, base, before_timings)
-    jobs = [Job(f"t{t}/{m}-seed0", m, 0, curve_job(cfg, m, 0, t, base, store)) for t in cfg.targets for m in cfg.methods]
+    jobs = [curve_job(cfg, m, 0, t, base, store) for t in cfg.targets for m in cfg.methods]
     done = common.run_jobs(store, jobs)  # label -> results in target order
     before = merge_targets(befores, cfg.targets)
     b = before["metrics"]
@@ -429,7 +430,7 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
         summary = curves.summarise(merged, view)
         if cfg.seeds > 1:
             idx = summary["selected"]["index"]
-            again = common.run_jobs(store, [Job(f"t{t}/{m}-seed{s}", m, s, curve_job(cfg, m, s, t, base, store, per_target[i][idx]["point"]))
+            again = common.run_jobs(store, [curve_job(cfg, m, s, t, base, store, per_target[i][idx]["point"])
                                             for s in range(1, cfg.seeds) for i, t in enumerate(cfg.targets)])[m]
             reruns = [merge_targets([again[(s - 1) * T + i]["curve"][0] for i in range(T)], cfg.targets) for s in range(1, cfg.seeds)]
             summary["selected"] = curves.seed_summary(summary["selected"], reruns, view)

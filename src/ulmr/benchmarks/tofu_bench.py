@@ -256,20 +256,20 @@ def method_forget(cfg: TofuBenchConfig, method: str, target: Path, forget: list[
 
 
 def unlearn_job(cfg: TofuBenchConfig, method: str, seed: int, target: Path, forget: list[QARecord], retain: list[QARecord],
-                sets, reference: list[float], steps: int, out: Path):
-    """``run()`` of one equal-steps job: (ULMR: D_fr from the generator) -> train -> (ULMR: average) -> evaluate."""
+                sets, reference: list[float], steps: int, out: Path) -> Job:
+    """One equal-steps job: (ULMR: D_fr from the generator) -> train -> (ULMR: average) -> evaluate."""
     cls = method_class(method)
+    tcfg = _train_config(cfg, method, seed, finetune=False, max_steps=steps)
 
     def run() -> dict[str, Any]:
         forget_items, info = method_forget(cfg, method, target, forget, out)
-        tcfg = _train_config(cfg, method, seed, finetune=False, max_steps=steps)
         model, tok, res = common.train_model(target, forget_items, retain, tcfg, out / "work" / f"{method}-seed{seed}",
                                              alpha=cfg.alpha if cls.default_alpha is not None else None)
         result = evaluate(model, tok, cfg, sets, reference)
         result["training"] = {"steps": res.steps, "seconds": round(res.seconds, 1), "train_tokens": res.train_tokens, **info}
         return result
 
-    return run
+    return Job(f"{method}-seed{seed}", method, seed, run, common.recipe_key(tcfg))
 
 
 def curve_train_config(cfg: TofuBenchConfig, method: str, seed: int) -> TrainConfig:
@@ -281,18 +281,20 @@ def curve_train_config(cfg: TofuBenchConfig, method: str, seed: int) -> TrainCon
 
 
 def curve_job(cfg: TofuBenchConfig, method: str, seed: int, target: Path, forget: list[QARecord], retain: list[QARecord],
-              sets, reference: list[float], store: StageStore, only: dict[str, Any] | None = None):
-    """``run()`` of one curves job: the method's curve at seed 0, or (``only``) its selected point at another seed."""
+              sets, reference: list[float], store: StageStore, only: dict[str, Any] | None = None) -> Job:
+    """One curves job: the method's curve at seed 0, or (``only``) its selected point at another seed."""
     cls, stage = method_class(method), f"{method}-seed{seed}"
+    tcfg = curve_train_config(cfg, method, seed)
+    recipe = common.recipe_key(tcfg)
 
     def run() -> dict[str, Any]:
         forget_items, info = method_forget(cfg, method, target, forget, cfg.out, seed)
-        points, res = curves.method_curve(store, stage, target, forget_items, retain, curve_train_config(cfg, method, seed),
+        points, res = curves.method_curve(store, stage, target, forget_items, retain, tcfg,
                                           cfg.out / "work" / stage, lambda m, tok: evaluate(m, tok, cfg, sets, reference),
-                                          cfg.curve_points, cls.default_alpha is not None, only, cfg.ulmr_alphas)
+                                          cfg.curve_points, cls.default_alpha is not None, only, cfg.ulmr_alphas, recipe)
         return {"curve": points, "training": curves.training_record(res, info)}
 
-    return run
+    return Job(stage, method, seed, run, recipe)
 
 
 # --------------------------------------------------------------------------- the bench
@@ -398,7 +400,7 @@ def _equal_steps(run: _Run, show: bool) -> dict[str, Any]:
     cfg = run.cfg
     n_steps = cfg.max_steps or equal_steps(len(run.forget), cfg.get("batch_size"), cfg.get("grad_accum"), cfg.get("epochs"))
     reference = run.ref["forget_ratios"]
-    jobs = [Job(f"{m}-seed{s}", m, s, unlearn_job(cfg, m, s, run.target_dir, run.forget, run.retain_side(m), run.sets, reference, n_steps, cfg.out))
+    jobs = [unlearn_job(cfg, m, s, run.target_dir, run.forget, run.retain_side(m), run.sets, reference, n_steps, cfg.out)
             for m in run.methods for s in range(cfg.seeds)]
     done = common.run_jobs(run.store, jobs)
     rows = [common.aggregate("Base (target)", "reference", [run.tgt]), common.aggregate(Retrain.display_name, "reference", [run.ref])]
@@ -426,14 +428,14 @@ def _curves(run: _Run, show: bool) -> dict[str, Any]:
     cfg, reference = run.cfg, run.ref["forget_ratios"]
     view = curves.View(metrics_from_items, lambda g: g == "forget", tofu_rule(run.tgt["metrics"]["MU"], run.ref["metrics"]["MU"]))
     job = lambda m, s, only=None: curve_job(cfg, m, s, run.target_dir, run.forget, run.retain_side(m), run.sets, reference, run.store, only)  # noqa: E731
-    done = common.run_jobs(run.store, [Job(f"{m}-seed0", m, 0, job(m, 0)) for m in run.methods])
+    done = common.run_jobs(run.store, [job(m, 0) for m in run.methods])
     methods: dict[str, dict[str, Any]] = {}
     for m in run.methods:
         res = done[m][0]
         summary = curves.summarise([_with_reference(p, reference) for p in res["curve"]], view)
         if cfg.seeds > 1:
             point = summary["selected"]["point"]
-            again = common.run_jobs(run.store, [Job(f"{m}-seed{s}", m, s, job(m, s, point)) for s in range(1, cfg.seeds)])[m]
+            again = common.run_jobs(run.store, [job(m, s, point) for s in range(1, cfg.seeds)])[m]
             summary["selected"] = curves.seed_summary(summary["selected"], [_with_reference(r["curve"][0], reference) for r in again], view)
         methods[display_name(m)] = {"method": m, **summary, "training": res["training"]}
     refs = {"Base (target)": curves.reference_summary(_with_reference(run.tgt, reference), view),

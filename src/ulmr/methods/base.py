@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -76,6 +76,17 @@ class Method:
         self.retain_weight = self.default_retain_weight if retain_weight is None else retain_weight
         self.answer_weight = 0.0
         self.retain_loss = self.retain_losses[0]
+
+    @classmethod
+    def recipe(cls) -> dict[str, Any]:
+        """Its documented defaults and data needs: every public class attribute of a plain type (not the display
+        name or benchmark list). A stored benchmark result depends on these; a changed one reruns it."""
+        out: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            for k, v in vars(klass).items():
+                if not k.startswith("_") and k not in ("display_name", "benchmarks") and isinstance(v, (bool, int, float, str, tuple, type(None))):
+                    out[k] = v
+        return out
 
     @classmethod
     def default_lr(cls, n_params: int) -> float:
