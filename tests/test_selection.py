@@ -49,11 +49,13 @@ def test_rwku_rule_needs_both_neighbour_and_easy():
 
 
 def test_probe_rule_is_relative_to_alpha_zero():
-    rule = probe_rule({"utility": 0.8, "retain_rouge": 0.6}, share=0.95)
+    rule = probe_rule({"utility": 0.8, "retain_rouge": 0.6})  # floors: utility 0.78, retain ROUGE-L 0.51
     curve = [{"probe_rouge": 0.7, "utility": 0.8, "retain_rouge": 0.6},
-             {"probe_rouge": 0.3, "utility": 0.77, "retain_rouge": 0.58},
-             {"probe_rouge": 0.1, "utility": 0.70, "retain_rouge": 0.6}]
+             {"probe_rouge": 0.3, "utility": 0.785, "retain_rouge": 0.52},
+             {"probe_rouge": 0.2, "utility": 0.79, "retain_rouge": 0.50},  # retain below 85%
+             {"probe_rouge": 0.1, "utility": 0.77, "retain_rouge": 0.6}]  # utility 3 points down
     assert select(curve, rule).index == 1
+    assert select(curve, probe_rule({"utility": 0.8, "retain_rouge": 0.6}, retain_share=0.8, utility_drop=0.05)).index == 3
 
 
 def test_empty_curve_is_an_error():

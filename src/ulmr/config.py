@@ -292,7 +292,8 @@ class SweepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     alphas: list[Fraction] = Field(min_length=1)
-    tolerance: Fraction = 0.95
+    retain_share: Fraction = 0.85
+    utility_drop: float = Field(2.0, ge=0, le=100, description="points of 100")
     retain_limit: Optional[Count] = 32
     utility_limit: Optional[Count] = None
     select: Literal["auto", "none"] = "auto"

@@ -24,10 +24,11 @@ DEMO_SETS = {"forget": "forget.jsonl", "paraphrase": "paraphrases.jsonl", "neigh
 DEMO_MODEL = "smollm2-135m"
 GEN_TOKENS = 48
 # The demo runs ULMR's defaults (lr 1e-4 for a 135M model, 3 epochs, λ = 2, answer term γ = 0.03, built-in
-# anchor) except α: 0.4 was chosen by a sweep on these very sets (docs/results/demo.md), so it is a tuned
-# point, not a held-out result; at the default 0.5 the utility check fails (by one item without the
-# answer term, by two with it: docs/results/answer_term.json).
-DEMO_SETTINGS = {"alpha": 0.4}
+# anchor) with α chosen by `--alpha auto` on the run's own held-out probe rewrites and the anchor, not fixed
+# for these sets: the α of 0.4 chosen by a sweep on the demo sets at seed 0 failed the neighbour check at
+# seeds 1 and 2 (docs/results/demo.md); the automatic choice passed all three checks at seeds 0, 1 and 2
+# (docs/results/ulmr_ablation.md).
+DEMO_SETTINGS = {"alpha": "auto"}
 
 # Acceptance rules the demo checks and prints. EPS: a value exactly on a bound passes despite float rounding
 # (0.75 - 0.73 is 0.020000000000000018).
@@ -150,11 +151,14 @@ def run_demo(out: Path, **overrides: Any) -> dict[str, Any]:
         "### Checks", "", *[f"- [{'x' if ok else ' '}] {name}" for name, ok in checks], "",
         "### Settings", "", "```json", __import__("json").dumps(run.record["settings"], indent=2, default=str), "```", "",
         f"Counts: {run.record['counts']}", "",
+        *([f"α = {run.record['alpha']:g}, chosen by `--alpha auto`: {run.record['alpha_auto']['rule']}", ""]
+          if run.record.get("alpha_auto") else []),
         "### Timings (s)", "", *[f"- {k}: {v:.1f}" for k, v in timings.items()],
         *[f"- unlearn/{k}: {v}" for k, v in run.record.get("timings_s", {}).items()], "",
     ]
     write_text(out / "report.md", "\n".join(report))
-    result = {"before": before, "after": after, "checks": dict(checks), "timings_s": timings, "model": str(run.out),
+    result = {"before": before, "after": after, "checks": dict(checks), "alpha": run.record.get("alpha"),
+              "timings_s": timings, "model": str(run.out),
               "items_before": items_before, "items_after": items_after}
     write_json(out / "results.json", result)
     plot(before, after, out / "demo.png")
@@ -162,5 +166,7 @@ def run_demo(out: Path, **overrides: Any) -> dict[str, Any]:
     print_table(examples)
     for name, ok in checks:
         console.print(f"  {'[green]PASS' if ok else '[red]FAIL'}[/] {name}")
+    if run.record.get("alpha_auto"):
+        console.print(f"  α = {run.record['alpha']:g} (chosen by --alpha auto)")
     console.print(f"\nunlearned model: [bold]{run.out}[/]\nreport: {out / 'report.md'}\nplot: {out / 'demo.png'}  ({timings['total']:.0f} s)")
     return result

@@ -96,12 +96,22 @@ def rwku_rule(before_neighbour: float, before_easy: float | None, neighbour_shar
     return Rule("forget.All", "neighbor.All", tuple(floors))
 
 
-def probe_rule(reference: Mapping[str, float], share: float = 0.95) -> Rule:
-    """``ulmr sweep`` / ``--alpha auto``: lowest held-out probe ROUGE-L with utility and retain ROUGE-L
-    >= ``share`` x their values at α = 0 (the model before unlearning)."""
-    return Rule("probe_rouge", "utility", tuple(
-        Floor(m, share * reference[m], f"{label} >= {share:.0%} of alpha=0 ({reference[m] * 100:.2f})")
-        for m, label in (("utility", "utility"), ("retain_rouge", "retain ROUGE-L"))))
+# ``--alpha auto``'s floors: what "utility holds" means for RWKU's neighbours and easy set and for the demo's
+# checks. With 95% of α = 0 on both (before 2026-12-07) no α held on the demo set at any of three seeds: the
+# retain ROUGE-L of long greedy answers falls ~10% at α 0.2 already, so the rule fell back to the most useful α
+# and at seed 1 chose one whose neighbour check failed (docs/results/ulmr_ablation.md).
+RETAIN_SHARE = 0.85
+UTILITY_DROP = 0.02
+
+
+def probe_rule(reference: Mapping[str, float], retain_share: float = RETAIN_SHARE, utility_drop: float = UTILITY_DROP) -> Rule:
+    """``ulmr sweep`` / ``--alpha auto``: lowest held-out probe ROUGE-L with retain ROUGE-L >= ``retain_share``
+    x its value at α = 0 (the model before unlearning) and utility (a fraction) at most ``utility_drop`` below
+    its α = 0 value."""
+    u_floor, r_floor = reference["utility"] - utility_drop, retain_share * reference["retain_rouge"]
+    return Rule("probe_rouge", "utility", (
+        Floor("utility", u_floor, f"utility >= alpha=0 ({reference['utility'] * 100:.2f}) - {utility_drop * 100:g} points"),
+        Floor("retain_rouge", r_floor, f"retain ROUGE-L >= {retain_share:.0%} of alpha=0 ({reference['retain_rouge'] * 100:.2f})")))
 
 
 # --------------------------------------------------------------------------- items

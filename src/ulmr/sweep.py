@@ -11,8 +11,9 @@ held-out probes:
 - **utility**: accuracy on the built-in easy multiple-choice set.
 
 ``select_alpha`` applies the one selection rule of :mod:`ulmr.selection` (the benches use it too): the α
-that forgets most (lowest probe ROUGE-L) while utility and retain ROUGE-L stay ≥ ``tolerance`` × their
-α = 0 values (default 95%), ties to the smaller α; when no α holds, the α with the highest utility, marked.
+that forgets most (lowest probe ROUGE-L) while retain ROUGE-L stays ≥ ``retain_share`` × its α = 0 value
+(default 85%) and utility within ``utility_drop`` of its α = 0 value (default 2 points), ties to the smaller
+α; when no α holds, the α with the highest utility, marked.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .models import cached_model_dir
 from .paths import find_run_file
 from .plots import pyplot, save_figure
 from .progress import console
-from .selection import probe_rule, select
+from .selection import RETAIN_SHARE, UTILITY_DROP, probe_rule, select
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +72,21 @@ def parse_alphas(text: str) -> list[float]:
         raise ConfigError(validation_message(e)) from e
 
 
-def select_alpha(points: Sequence[SweepPoint], tolerance: float = 0.95) -> tuple[float, str]:
-    """The α > 0 that :func:`ulmr.selection.select` picks under :func:`ulmr.selection.probe_rule` (utility
-    and retain ROUGE-L >= ``tolerance`` x their α = 0 values; the curve must include α = 0): the lowest
-    probe ROUGE-L among the α that hold, else the α with the highest utility (marked in the rule text).
-    Returns (α, the rule as text)."""
+def select_alpha(points: Sequence[SweepPoint], retain_share: float = RETAIN_SHARE,
+                 utility_drop: float = UTILITY_DROP) -> tuple[float, str]:
+    """The α > 0 that :func:`ulmr.selection.select` picks under :func:`ulmr.selection.probe_rule` (retain
+    ROUGE-L >= ``retain_share`` x its α = 0 value, utility at most ``utility_drop`` below it; the curve must
+    include α = 0): the lowest probe ROUGE-L among the α that hold, else the α with the highest utility
+    (marked in the rule text). Returns (α, the rule as text)."""
     ref = next((p for p in points if p.alpha == 0.0), None)
     if ref is None:
         raise ConfigError("automatic α selection needs α = 0 in the sweep")
     candidates = sorted((p for p in points if p.alpha > 0), key=lambda p: p.alpha)  # ties -> smaller α
     if not candidates:
         raise ConfigError("automatic α selection needs an α > 0 in the sweep")
-    chosen = select([p.as_dict() for p in candidates], probe_rule(ref.as_dict(), tolerance))
+    chosen = select([p.as_dict() for p in candidates], probe_rule(ref.as_dict(), retain_share, utility_drop))
     if not chosen.holds:
-        log.warning("no α keeps utility and retain within %.0f%% of α = 0; taking the α with the highest utility", tolerance * 100)
+        log.warning("no α keeps utility and retain ROUGE-L as α = 0 had them (%s); taking the α with the highest utility", chosen.rule)
     return candidates[chosen.index].alpha, chosen.rule
 
 

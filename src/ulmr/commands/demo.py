@@ -10,7 +10,7 @@ import typer
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Where the unlearned model, report.md, results.json and demo.png go."),
     epochs: float = typer.Option(None, help="Override the training epochs (default: the shipped default)."),
-    alpha: float = typer.Option(None, help="Override the averaging weight (default 0.4)."),
+    alpha: float = typer.Option(None, help="Fix the averaging weight (default: chosen by --alpha auto on held-out probes)."),
     seed: int = typer.Option(None, help="Override the seed (default 0): generation sampling, data order, anchor pairing."),
     generator_dtype: str = typer.Option(None, help="Generate D_fr with a float32 (default), bfloat16 or float16 copy of the model."),
     verbose: bool = typer.Option(False, "--verbose", help="Show the Trainer's own log lines and progress bar, and transformers' info logs."),

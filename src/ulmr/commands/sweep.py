@@ -19,8 +19,9 @@ def sweep_cmd(
     retain: Optional[str] = typer.Option(None, help="Retain QA file (default: built-in anchor questions with the base model's answers)."),
     retain_limit: Optional[int] = typer.Option(32, help="Use at most this many retain items per α."),
     utility_limit: Optional[int] = typer.Option(None, help="Use at most this many easy multiple-choice items per α."),
-    select: str = typer.Option("auto", help="'auto' marks the selected α (see --tolerance); 'none' only draws the curve."),
-    tolerance: float = typer.Option(0.95, help="Auto selection keeps utility and retain ROUGE-L >= this fraction of α=0."),
+    select: str = typer.Option("auto", help="'auto' marks the selected α (see --retain-share, --utility-drop); 'none' only draws the curve."),
+    retain_share: float = typer.Option(0.85, help="Auto selection keeps retain ROUGE-L >= this fraction of its α=0 value."),
+    utility_drop: float = typer.Option(2.0, help="Auto selection keeps utility within this many points (of 100) of its α=0 value."),
     max_new_tokens: int = typer.Option(48, help="Max new tokens per probe answer."),
     out: Path = typer.Option(Path("runs/sweep"), "--out", "-o", help="Where sweep.json, sweep.md and sweep.png go."),
 ) -> None:
@@ -36,7 +37,7 @@ def sweep_cmd(
         sweep,
     )
 
-    opts = validated(SweepConfig, alphas=parse_alphas(alphas), tolerance=tolerance, retain_limit=retain_limit,
+    opts = validated(SweepConfig, alphas=parse_alphas(alphas), retain_share=retain_share, utility_drop=utility_drop, retain_limit=retain_limit,
                      utility_limit=utility_limit, select=select, max_new_tokens=max_new_tokens)
     grid, retain_limit, utility_limit, max_new_tokens = opts.alphas, opts.retain_limit, opts.utility_limit, opts.max_new_tokens
     probe_items, probe_src = resolve_probe(Path(finetuned), probe, forget)
@@ -51,7 +52,7 @@ def sweep_cmd(
         model = load_model(str(finetuned))
     points = sweep(model, tok, None if hasattr(model, "peft_config") else base_weights_dir(base), grid, probe_items,
                    retain_items, max_new_tokens, utility_limit)
-    chosen, rule = select_alpha(points, opts.tolerance) if opts.select == "auto" and 0.0 in grid else (None, None)
+    chosen, rule = select_alpha(points, opts.retain_share, opts.utility_drop / 100) if opts.select == "auto" and 0.0 in grid else (None, None)
     report(points, out, chosen, rule, {"base": base, "finetuned": str(finetuned), "probe": probe_src, "retain": retain_src})
     typer.echo(f"sweep written to {out}" + (f"; auto-selected alpha = {chosen}" if chosen is not None else ""))
 
