@@ -11,6 +11,7 @@ import pytest
 from conftest import tofu_slice
 from ulmr.benchmarks import common
 from ulmr.benchmarks.tofu_bench import TofuBenchConfig, run_tofu_bench
+from ulmr.methods.registry import method_class
 
 FILES = {"forget01": 2, "retain99": 4, "forget01_perturbed": 2, "retain_perturbed": 4, "real_authors_perturbed": 2,
          "world_facts_perturbed": 2}
@@ -178,10 +179,11 @@ def test_bench_answer_weight_reaches_ulmr_only_and_the_table_states_it(bench, tm
     paper = cls(data=str(tmp_path), answer_weight=0)
     assert tcfg(paper, "ulmr").answer_weight == 0 and tcfg(paper, "npo").answer_weight is None
     assert tcfg(cls(data=str(tmp_path)), "ulmr").answer_weight is None  # ULMR's own default
-    assert common.ulmr_term(None) == "answer term γ 0.03" and common.ulmr_term(0) == "no answer term (the paper's SFT)"
+    g = f"answer term γ {method_class('ulmr').default_answer_weight:g}"  # ULMR's default, named in the table notes
+    assert common.ulmr_term(None) == g and common.ulmr_term(0) == "no answer term (the paper's SFT)"
     kl = cls(data=str(tmp_path), retain_loss="kl")
     assert (tcfg(kl, "ulmr").retain_loss, tcfg(kl, "graddiff").retain_loss, tcfg(paper, "ulmr").retain_loss) == ("kl", None, None)
-    assert common.ulmr_term(None, "kl") == "answer term γ 0.03, retain term KL" and common.ulmr_term(None, "nll") == "answer term γ 0.03"
+    assert common.ulmr_term(None, "kl") == f"{g}, retain term KL" and common.ulmr_term(None, "nll") == g
     if bench == "tofu":
         assert tofu_bench._train_config(paper, "ulmr", 0, finetune=True).answer_weight is None
         target, retain = tmp_path / "t", tmp_path / "r"

@@ -14,6 +14,7 @@ from .data.tofu import ForgetSplit
 from .errors import ConfigError
 from .methods.base import RetainLoss
 from .methods.registry import METHODS, get_method, method_class
+from .methods.ulmr import ULMR
 from .methods.ulmr_paper import ULMRPaper
 
 AnswerSource = Literal["model", "data"]
@@ -145,7 +146,7 @@ class TrainConfig(Seeded):
     beta: Optional[float] = Field(None, gt=0, description="β of dpo/npo and of ulmr's answer term (default: the method's, 0.1)")
     answer_weight: Optional[Weight] = Field(
         None, description="ulmr: weight γ of an NPO term on the key span of each D_fr row's original answer "
-        "(default 0.03; 0: the paper's plain SFT)")
+        f"(default {ULMR.default_answer_weight:g}; 0: the paper's plain SFT)")
     answer_source: AnswerSource = Field(
         "model", description="ulmr's answer term: lower the key span in the model's own answer ('model') or in the data's ('data')")
     refusals_file: Optional[str] = None

@@ -96,7 +96,7 @@ class TofuBenchConfig(common.MethodDataOptions):
     allow_extrapolation: bool = Field(False, description="let --ulmr-alphas go above 1 (p_θ + α·(p_f − p_θ) beyond p_f)")
     ulmr_alphas: list[float] = Field(default_factory=lambda: list(curves.ALPHAS), description="ULMR's α points (curves protocol)")
     answer_weight: Optional[Weight] = Field(
-        None, description="ULMR's answer term γ (default: ULMR's, 0.03; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
+        None, description="ULMR's answer term γ (default: ULMR's; 0 = the paper's plain SFT, as in the tables before 2026-11-29)")
     gen_max_new_tokens: NewTokens = Field(64, description="new tokens per generated rewrite / negative response (ULMR)")
     eval_batch_size: BatchSize = 16
     max_length: MaxLength = 512

@@ -9,6 +9,7 @@ import typer
 
 from ..errors import ConfigError
 from ..methods.registry import method_names
+from ..methods.ulmr import ULMR
 from .common import check_value, validated
 
 bench_app = typer.Typer(help="Benchmark protocols: TOFU (fine-tune, unlearn, evaluate) and RWKU (per target).", no_args_is_help=True)
@@ -72,7 +73,7 @@ def tofu_cmd(
     batch_size: Optional[int] = typer.Option(None, help="Unlearning batch size per device (4)."),
     max_steps: Optional[int] = typer.Option(None, help="Unlearning optimizer steps for every method (overrides --epochs)."),
     alpha: Optional[float] = typer.Option(None, help="ULMR averaging weight (0.5)."),
-    answer_weight: Optional[float] = typer.Option(None, help="ULMR's answer term γ (0.03; 0 = the paper's plain SFT, as in the tables measured before 2026-11-29)."),
+    answer_weight: Optional[float] = typer.Option(None, help=f"ULMR's answer term γ ({ULMR.default_answer_weight:g}; 0 = the paper's plain SFT, as in the tables measured before 2026-11-29)."),
     retain_loss: Optional[str] = typer.Option(None, help="ULMR's retain term: nll (default) or kl (KL to the model before unlearning at the retain answers' positions)."),
     anchor: Optional[str] = typer.Option(None, help="The built-in anchor (the base model's answers to general questions, minus those naming what the forget or evaluation sets name) beside the retain set: method (default: for the methods whose recipe has it, ULMR), none, or all (every method with a retain set)."),
     generator: Optional[str] = typer.Option(None, help="ULMR's generator: base (the model before TOFU fine-tuning; default, because a small target that memorised TOFU stops following the prompts) or target (the paper's p_θ)."),
@@ -118,7 +119,7 @@ def rwku_cmd(
     batch_size: Optional[int] = typer.Option(None, help="Unlearning batch size (4)."),
     max_steps: Optional[int] = typer.Option(None, help="Unlearning optimizer steps for every method (overrides --epochs)."),
     alpha: Optional[float] = typer.Option(None, help="ULMR averaging weight (0.5)."),
-    answer_weight: Optional[float] = typer.Option(None, help="ULMR's answer term γ (0.03; 0 = the paper's plain SFT, as in the tables measured before 2026-11-29)."),
+    answer_weight: Optional[float] = typer.Option(None, help=f"ULMR's answer term γ ({ULMR.default_answer_weight:g}; 0 = the paper's plain SFT, as in the tables measured before 2026-11-29)."),
     retain_loss: Optional[str] = typer.Option(None, help="ULMR's retain term: nll (default) or kl (KL to the model before unlearning at the retain answers' positions)."),
     anchor: Optional[str] = typer.Option(None, help="The built-in anchor (the base model's answers to general questions, minus those naming what the target's probes name) beside the retain side: method (default: for the methods whose recipe has it, ULMR), none, or all."),
     eval_batch_size: Optional[int] = typer.Option(None, help="Evaluation batch size (16)."),

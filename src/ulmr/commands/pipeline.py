@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..methods.registry import method_names
+from ..methods.ulmr import ULMR
 from ..progress import console, set_verbose
 from .common import CONFIG_OPTION, build_config
 
@@ -45,7 +46,7 @@ RETAIN_LOSS = typer.Option(
 BETA = typer.Option(None, help="β of dpo / npo and of ulmr's --answer-weight term (default 0.1).")
 ANSWER_W = typer.Option(
     None, help="ulmr only: weight γ of an NPO term (β from --beta, default 0.1) that lowers the key-span tokens of the answer each "
-    "D_fr row replaced (default 0.03; 0 gives the paper's plain SFT). Without it, held-out paraphrases of the forget "
+    f"D_fr row replaced (default {ULMR.default_answer_weight:g}; 0 gives the paper's plain SFT). Without it, held-out paraphrases of the forget "
     "questions kept far more of their answers at the same alpha: docs/results/example_set.md.")
 ANSWER_SRC = typer.Option(
     "model", help="ulmr's answer term lowers the key span where the model itself says it: in its own greedy answer to each "

@@ -3,7 +3,7 @@
 =========  =====================================================  ============================  ======
 name       loss                                                   defaults                      retain
 =========  =====================================================  ============================  ======
-ulmr       NLL(D_fr) + λ·NLL_r + γ·NPO(key span of y)**           λ=2, γ=0.03, lr by size*, 3ep optional
+ulmr       NLL(D_fr) + λ·NLL_r + γ·NPO(key span of y)**           λ=2, γ=0.1, lr by size*, 3ep  optional
 ga         −NLL_f                                                 lr by size†, 3 epochs         unused
 graddiff   −NLL_f + w·NLL_r                                       w=1, lr by size†, 3 epochs    required
 kl         −NLL_f + w·KL(p_ref ‖ p_θ) on retain answer tokens     w=1, lr by size†, 3 epochs    required

@@ -1,6 +1,6 @@
 """ULMR, SFT stage: plain NLL on the restructured forget set D_fr (answers are already refusals or
 negative responses), plus ``retain_weight`` × NLL on paired retain rows when a retain set is given, plus
-(``answer_weight``, default 0.03) an NPO term that lowers each row's original answer."""
+(``answer_weight``, default 0.1) an NPO term that lowers each row's original answer."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ LR_BY_SIZE: tuple[tuple[float, float], ...] = ((5e8, 1e-4), (3e9, 3e-5))
 
 
 class ULMR(Method):
-    """loss = NLL(D_fr) + γ·NPO(key span of y) + λ·NLL_r; λ = 2, γ = 0.03, 3 epochs; lr 1e-4 below 0.5B
+    """loss = NLL(D_fr) + γ·NPO(key span of y) + λ·NLL_r; λ = 2, γ = 0.1, 3 epochs; lr 1e-4 below 0.5B
     parameters, 3e-5 below 3B, else 1e-5.
 
     λ = 2 rather than 1: measured on the demo set (lr 2e-4, α 0.5), λ = 1 left 12.5% of neighbour
@@ -28,8 +28,11 @@ class ULMR(Method):
     7.6% → 5.9% at α = 0.5), found where the model itself says them: in its own greedy answer to the row's
     question (:mod:`~ulmr.training.answer_text`). On the example set at α = 0.5, three seeds, it took
     held-out paraphrases from 43-55 to 20-30 ROUGE-L (base 67) with neighbour facts unchanged and easy multiple-choice
-    utility within a point of plain SFT (docs/results/example_set.md). γ = 0 is the paper's plain SFT; rows
-    without an ``original_answer`` column train without the term.
+    utility within a point of plain SFT (docs/results/example_set.md). γ = 0.1 rather than that study's 0.03: on
+    TOFU mini (seed 0, α 1) γ 0.03 left the forgotten answers' probability at 43% (retain model: 14%), γ 0.1 took
+    it to 24% and forget quality from 0.34 to 0.83 at the same utility, and the demo's three checks passed at
+    seeds 0-2 with α chosen by ``--alpha auto`` (docs/results/ulmr_ablation.md). γ = 0 is the paper's plain SFT;
+    rows without an ``original_answer`` column train without the term.
 
     The retain rows are the built-in anchor (general questions with the base model's own answers) *and* a
     given retain set (``anchor_with_retain``): on TOFU mini a retain set of fictitious authors alone let the
@@ -55,7 +58,7 @@ class ULMR(Method):
     epochs = 3.0
     default_beta = 0.1
     default_retain_weight = 2.0
-    default_answer_weight = 0.03
+    default_answer_weight = 0.1
     retain_losses = ("nll", "kl")
     anchor_with_retain = True
 
