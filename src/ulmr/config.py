@@ -16,6 +16,7 @@ from .methods.base import RetainLoss
 from .methods.registry import METHODS, get_method, method_class
 from .methods.ulmr import ULMR
 from .methods.ulmr_paper import ULMRPaper
+from .selection import RETAIN_SHARE, UTILITY_DROP
 
 AnswerSource = Literal["model", "data"]
 S = TypeVar("S", bound=BaseModel)
@@ -293,8 +294,8 @@ class SweepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     alphas: list[Fraction] = Field(min_length=1)
-    retain_share: Fraction = 0.85
-    utility_drop: float = Field(2.0, ge=0, le=100, description="points of 100")
+    retain_share: Fraction = RETAIN_SHARE
+    utility_drop: float = Field(UTILITY_DROP * 100, ge=0, le=100, description="points of 100")
     retain_limit: Optional[Count] = 32
     utility_limit: Optional[Count] = None
     select: Literal["auto", "none"] = "auto"

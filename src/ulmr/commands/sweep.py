@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..selection import RETAIN_SHARE, UTILITY_DROP
 from .common import validated
 
 
@@ -20,8 +21,8 @@ def sweep_cmd(
     retain_limit: Optional[int] = typer.Option(32, help="Use at most this many retain items per α."),
     utility_limit: Optional[int] = typer.Option(None, help="Use at most this many easy multiple-choice items per α."),
     select: str = typer.Option("auto", help="'auto' marks the selected α (see --retain-share, --utility-drop); 'none' only draws the curve."),
-    retain_share: float = typer.Option(0.85, help="Auto selection keeps retain ROUGE-L >= this fraction of its α=0 value."),
-    utility_drop: float = typer.Option(2.0, help="Auto selection keeps utility within this many points (of 100) of its α=0 value."),
+    retain_share: float = typer.Option(RETAIN_SHARE, help="Auto selection keeps retain ROUGE-L >= this fraction of its α=0 value."),
+    utility_drop: float = typer.Option(UTILITY_DROP * 100, help="Auto selection keeps utility within this many points (of 100) of its α=0 value."),
     max_new_tokens: int = typer.Option(48, help="Max new tokens per probe answer."),
     out: Path = typer.Option(Path("runs/sweep"), "--out", "-o", help="Where sweep.json, sweep.md and sweep.png go."),
 ) -> None:
