@@ -171,14 +171,18 @@ def test_mcq_argmax_restricted_to_letters(tokenizer):
     assert recs[0]["prompt"].endswith("Answer:<|im_end|>\n<|im_start|>assistant\n")
 
 
-def test_last_token_logits_batched_equals_single(tiny):
+@pytest.mark.parametrize("questions, batch_size", [
+    (["Short?", "A much longer question about many things?", "Mid length q?"], 3),
+    (["Short?", "Mid length q?", "Another one?", "Why? " * 60], 4),  # an outlier prompt gets a batch of its own
+])
+def test_last_token_logits_batched_equals_single(tiny, questions, batch_size):
     model, tok = tiny
     from ulmr.data.chat import ChatFormat
 
     cf = ChatFormat(tok)
-    prompts = [cf.prompt_ids(q) for q in ["Short?", "A much longer question about many things?", "Mid length q?"]]
+    prompts = [cf.prompt_ids(q) for q in questions]
     letters = letter_token_ids(tok)
-    batched = last_token_logits(model, prompts, letters, tok.pad_token_id, batch_size=3)
+    batched = last_token_logits(model, prompts, letters, tok.pad_token_id, batch_size=batch_size)
     for p, row in zip(prompts, batched):
         with torch.no_grad():
             ref = model(input_ids=torch.tensor([p])).logits[0, -1, letters]
@@ -197,20 +201,6 @@ def test_budget_batches_put_an_outlier_alone_and_keep_uniform_batches_whole():
         padded = max(lengths[i] for i in b) * len(b)
         assert padded - sum(lengths[i] for i in b) <= 0.25 * padded
     assert [len(b) for b in budget_batches([9] * 10, batch_size=4)] == [4, 4, 2]
-
-
-def test_last_token_logits_with_an_outlier_prompt_equal_single_forwards(tiny):
-    model, tok = tiny
-    from ulmr.data.chat import ChatFormat
-
-    cf = ChatFormat(tok)
-    prompts = [cf.prompt_ids(q) for q in ["Short?", "Mid length q?", "Another one?", "Why? " * 60]]
-    letters = letter_token_ids(tok)
-    batched = last_token_logits(model, prompts, letters, tok.pad_token_id, batch_size=4)
-    for p, row in zip(prompts, batched):
-        with torch.no_grad():
-            ref = model(input_ids=torch.tensor([p])).logits[0, -1, letters]
-        assert torch.allclose(torch.tensor(row), ref, atol=1e-4)
 
 
 def test_batched_score_equals_per_item(tiny):
