@@ -2,7 +2,7 @@
 
 Runs one TOFU mini evaluation (forget 40, retain 40, real authors 50, world facts 50, 64 new tokens) or one
 RWKU evaluation (``--limit 30``) of the same model twice: "before" as the code stood when the issue was filed
-(every answer re-reads its prompt: ``score(share_prompts=False)``; replies from ``model.generate`` in batches of
+(every answer re-reads its prompt: ``score(share_prefixes=False)``; replies from ``model.generate`` in batches of
 the scoring batch size) and "now" (one key/value cache per distinct prompt; the greedy loop of ulmr.decoding in
 batches of ``generation_batch``). Prints the wall times, the time inside generation and scoring, and the largest
 difference over every metric and per-item value; writes the same as JSON.
@@ -111,7 +111,7 @@ def instrument(now: bool, clock: dict[str, float]) -> None:
         return inference.generate(model, tok, prompts, max_new_tokens, batch_size // inference.GENERATION_BATCH_FACTOR, *a, **kw)
 
     inference.plain_decoding_supported = decoding.plain_decoding_supported if now else (lambda model, sample=False: False)
-    score = timed(functools.partial(inference.score, share_prompts=now), "scoring_s")
+    score = timed(functools.partial(inference.score, share_prefixes=now), "scoring_s")
     generate = timed(inference.generate if now else before_generate, "generation_s")
     for name in CALLERS:
         module = importlib.import_module(name)

@@ -264,20 +264,20 @@ def _shared_prompt_examples(tok):
     return [cf.encode(q, a) for q, answers in qa.items() for a in answers]
 
 
-@pytest.mark.parametrize("batch_size", [2, 16])  # 2: the 5-answer group exceeds a batch and is kept whole
-def test_shared_prompt_scoring_equals_the_plain_path_and_per_item_forwards(tiny, batch_size):
+@pytest.mark.parametrize("batch_size", [1, 16])  # 1: rows of 24 tokens, each trie alone; 16: tries packed together
+def test_trie_scoring_equals_the_plain_path_and_per_item_forwards(tiny, batch_size):
     from ulmr import inference
     from ulmr.inference import score
 
     model, tok = tiny
     encs = _shared_prompt_examples(tok)
-    parts = []
-    real = inference._tail_parts
+    rows = []
+    real = inference._trie_rows
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(inference, "_tail_parts", lambda lengths: parts.append(real(lengths)) or parts[-1])
-        shared = score(model, encs, tok.pad_token_id, batch_size=batch_size, share_prompts=True)
-    assert batch_size == 2 or any(len(p) == 2 for p in parts)  # at 16 the tails are split by length
-    plain = score(model, encs, tok.pad_token_id, batch_size=batch_size, share_prompts=False)
+        mp.setattr(inference, "_trie_rows", lambda *a: rows.extend(real(*a)) or real(*a))
+        shared = score(model, encs, tok.pad_token_id, batch_size=batch_size, share_prefixes=True)
+    assert max(map(len, rows)) == (1 if batch_size == 1 else 3)  # at 16 one row holds all three tries
+    plain = score(model, encs, tok.pad_token_id, batch_size=batch_size, share_prefixes=False)
     for e, s, p in zip(encs, shared, plain):
         with torch.no_grad():
             ref = model(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels])).loss.item()
@@ -285,60 +285,53 @@ def test_shared_prompt_scoring_equals_the_plain_path_and_per_item_forwards(tiny,
         assert s.mean_nll == pytest.approx(ref, rel=1e-5) and s.nll_sum == pytest.approx(p.nll_sum, rel=1e-5)
 
 
-def test_tail_parts_split_by_length_only_when_it_saves_padding():
-    from ulmr.inference import _tail_parts
+def test_token_trie_merges_shared_prefixes_and_keeps_each_path():
+    from ulmr.inference import token_trie
 
-    assert _tail_parts([5, 5, 5, 5]) == [[0, 1, 2, 3]]
-    assert _tail_parts([20, 3, 4, 19, 3]) == [[0, 3], [2, 1, 4]]  # padded tokens 100 -> 2 * 20 + 3 * 4
-    assert _tail_parts([10, 9, 9, 9]) == [[0, 1, 2, 3]]  # splitting would save 1 of 40: not worth a second forward
-    assert _tail_parts([7]) == [[0]]
+    seqs = [[1, 2, 3], [1, 2, 4], [1, 5], [6], [1, 2, 3]]
+    trie = token_trie(seqs)
+    assert len(trie.tokens) == 6  # 1, 2, 3, 4, 5, 6
+    for seq, path in zip(seqs, trie.paths):
+        assert [trie.tokens[n] for n in path] == seq
+        assert all(trie.parents[n] == (path[k - 1] if k else -1) for k, n in enumerate(path))
+    assert trie.paths[0] == trie.paths[4] and trie.paths[0][:2] == trie.paths[1][:2]
+    assert all(p < n for n, p in enumerate(trie.parents))  # a parent precedes its children
 
 
-def test_prompt_groups_keep_each_prompt_whole_and_fill_batches():
+def test_trie_rows_keep_each_prompt_in_one_trie_and_fill_rows():
     from ulmr.data.chat import IGNORE, Encoded
-    from ulmr.inference import _prompt_groups
+    from ulmr.inference import _trie_rows
 
     def enc(prompt, answer):
         return Encoded(list(prompt) + list(answer), [IGNORE] * len(prompt) + list(answer), len(prompt))
 
-    examples = [enc([1, 2, 3], [7]), enc([1, 2, 3], [8, 9]), enc([4, 5], [7]), enc([4, 5], [9]), enc([4, 5], [9, 9, 9, 9]), enc([6, 6], [1])]
-    batches = _prompt_groups(examples, batch_size=3)
-    groups = [g for b in batches for g in b]
-    assert sorted(map(sorted, groups)) == [[0, 1], [2, 3, 4], [5]]  # one group per distinct prompt
-    assert batches[0] == [[2, 3, 4]]  # the longest example's group first, and it fills the batch alone
-    assert all(sum(map(len, b)) <= 3 for b in batches)
+    examples = [enc([1, 2, 3], [7]), enc([1, 2, 3], [8, 9]), enc([4, 5], [7]), enc([4, 5], [9]), enc([4, 5], [9, 9, 9, 9]),
+                enc([6], [1]), enc([3] * 9, [1])]
+    rows = _trie_rows(examples, row_tokens=8)
+    groups = sorted(sorted(g) for row in rows for g, _ in row)
+    assert groups == [[0, 1], [2, 3, 4], [5], [6]]  # one trie per distinct prompt
+    sizes = [sum(len(t.tokens) for _, t in row) for row in rows]
+    assert sizes[0] == 10 and len(rows[0]) == 1  # the 10-node trie is larger than a row: alone
+    assert sizes[1:] == [7, 8] and len(rows[2]) == 2  # 7 nodes alone (nothing else fits), then 6 + 2 nodes share a row
 
 
-class _NoCache(torch.nn.Module):
-    """The model, returning no key/value cache (as a model whose cache cannot be reused)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, **kw):
-        out = self.model(**kw)
-        return type(out)(logits=out.logits)
-
-
-def test_shared_prompt_scoring_falls_back_when_the_cache_cannot_be_reused(tiny):
+def test_trie_scoring_falls_back_to_the_plain_path_for_attention_it_cannot_mask(tiny):
+    from ulmr import inference
     from ulmr.inference import score
 
     model, tok = tiny
     encs = _shared_prompt_examples(tok)
-    plain = score(model, encs, tok.pad_token_id, share_prompts=False)
-    fallback = score(_NoCache(model), encs, tok.pad_token_id, share_prompts=True)
+    plain = score(model, encs, tok.pad_token_id, share_prefixes=False)
+    assert inference.trie_scoring_supported(model)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(model.config, "_attn_implementation_internal", "flash_attention_2")  # takes no 4D mask
+        assert not inference.trie_scoring_supported(model)
+    with pytest.MonkeyPatch.context() as mp:  # a sliding window (the tiny Llama itself ignores it)
+        mp.setattr(model.config, "layer_types", ["sliding_attention"] * model.config.num_hidden_layers, raising=False)
+        mp.setattr(model.config, "sliding_window", 4, raising=False)
+        assert not inference.trie_scoring_supported(model)
+        fallback = score(model, encs, tok.pad_token_id, share_prefixes=True)
     assert [(s.nll_sum, s.n_tokens) for s in fallback] == [(s.nll_sum, s.n_tokens) for s in plain]
-
-
-def test_shared_prompt_scoring_ignores_nan_logits_at_padded_positions(tiny):
-    from ulmr.inference import score
-
-    model, tok = tiny
-    encs = _shared_prompt_examples(tok)
-    poisoned = _NaNOnPadding(model)
-    dirty = score(poisoned, encs, tok.pad_token_id, batch_size=16, share_prompts=True)
-    assert poisoned.padded_logits > 0 and all(math.isfinite(s.nll_sum) for s in dirty)
 
 
 def test_cloze_scores_option_tokens_only(tiny):
