@@ -79,6 +79,7 @@ def test_tofu_bench_outputs_cache_and_resume(tiny_model_dir, tiny_tofu, tmp_path
     assert a["Retraining"]["FQ"] == pytest.approx(1.0)
     dfr = first["training"]["ulmr"][0]
     assert dfr["generator"] == "base" and dfr["fallback_negatives"].endswith("/6")  # 2 forget items x (k + 1)
+    assert dfr["fallback_rewrites"].endswith("/4")  # rewrite slots: 2 forget items x k
     assert "ULMR D_fr (per run): " in md
     target_dir = Path(first["models"]["target"])
     stamp = (target_dir / "model.safetensors").stat().st_mtime_ns

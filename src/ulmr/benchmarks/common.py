@@ -205,7 +205,7 @@ def dfr_rows(records: Sequence[Any], model, tokenizer, work: Path, max_new_token
     gen = GenerateConfig(seed=seed, max_new_tokens=max_new_tokens, gen_batch_size=batch_size, filters=filters)
     res = run_generation(gen, list(records), make_backend(BackendConfig(), model, tokenizer), work)
     n_items, k = len(records), gen.num_rewrites
-    info = {"d_fr_rows": len(res.rows), "fallback_rewrites": f"{res.stats['fallback_rewrites']}/{n_items * (k + 1)}",
+    info = {"d_fr_rows": len(res.rows), "fallback_rewrites": f"{res.stats['fallback_rewrites']}/{n_items * k}",
             "fallback_negatives": f"{res.stats['fallback_negatives']}/{n_items * (k + 1)}"}
     return res.rows, info
 
