@@ -246,7 +246,8 @@ def _score_row(model: PreTrainedModel, examples: Sequence[Encoded], row: list[tu
     column = {n: j for j, n in enumerate(keep)}
     out: dict[int, Scored] = {}
     for i, (nodes, targets) in wanted.items():
-        js, ts = torch.tensor([column[n] for n in nodes], dtype=torch.long), torch.tensor(targets, dtype=torch.long)
+        js = torch.tensor([column[n] for n in nodes], dtype=torch.long, device=logits.device)
+        ts = torch.tensor(targets, dtype=torch.long, device=logits.device)
         out[i] = Scored(float((log_z[js] - logits[js, ts]).sum()), len(nodes))
     return out
 
