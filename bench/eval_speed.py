@@ -3,8 +3,8 @@
 Runs one TOFU mini evaluation (forget 40, retain 40, real authors 50, world facts 50, 64 new tokens) or one
 RWKU evaluation (``--limit 30``) of the same model twice: "before" as the code stood when the issue was filed
 (every answer re-reads its prompt: ``score(share_prefixes=False)``; replies from ``model.generate`` in batches of
-the scoring batch size) and "now" (one key/value cache per distinct prompt; the greedy loop of ulmr.decoding in
-batches of ``generation_batch``). Prints the wall times, the time inside generation and scoring, and the largest
+the scoring batch size) and "now" (the answers of one prompt scored as one token trie; the greedy loop of
+ulmr.decoding in batches of ``generation_batch``). Prints the wall times, the time inside generation and scoring, and the largest
 difference over every metric and per-item value; writes the same as JSON.
 
     python bench/eval_speed.py --benchmark tofu [--threads 2] [--out docs/results/perf_eval_speed_tofu.json]
