@@ -276,13 +276,38 @@ def test_trie_scoring_equals_the_plain_path_and_per_item_forwards(tiny, batch_si
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(inference, "_trie_rows", lambda *a: rows.extend(real(*a)) or real(*a))
         shared = score(model, encs, tok.pad_token_id, batch_size=batch_size, share_prefixes=True)
-    assert max(map(len, rows)) == (1 if batch_size == 1 else 3)  # at 16 one row holds all three tries
+    assert max(map(len, rows)) == (1 if batch_size == 1 else 2)  # at 16 one row holds both tries ("Who?" has one answer: plain)
     plain = score(model, encs, tok.pad_token_id, batch_size=batch_size, share_prefixes=False)
     for e, s, p in zip(encs, shared, plain):
         with torch.no_grad():
             ref = model(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels])).loss.item()
         assert s.n_tokens == p.n_tokens == e.answer_len
         assert s.mean_nll == pytest.approx(ref, rel=1e-5) and s.nll_sum == pytest.approx(p.nll_sum, rel=1e-5)
+
+
+def test_only_examples_that_share_a_prompt_take_the_trie(tiny):
+    """Whole texts (no prompt, as MIA scores them) and a lone prompt take the padded batches; the rest the trie.
+    A text's first token is never scored, whatever the batch around it (left padding puts a pad before it)."""
+    from ulmr import inference
+    from ulmr.data.chat import IGNORE, Encoded
+    from ulmr.inference import score
+
+    model, tok = tiny
+    encs = _shared_prompt_examples(tok)
+    texts = [tok(s).input_ids for s in ("A whole text scored from its first token.", "Another, somewhat longer text.")]
+    mixed = [encs[0], Encoded(texts[0], list(texts[0]), 0), *encs[1:4], Encoded(texts[1], list(texts[1]), 0)]
+    to_trie, to_plain = [], []
+    real_trie, real_plain = inference._score_trie, inference._score_plain
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(inference, "_score_trie", lambda m, ex, *a: to_trie.append(list(ex)) or real_trie(m, ex, *a))
+        mp.setattr(inference, "_score_plain", lambda m, ex, *a: to_plain.append(list(ex)) or real_plain(m, ex, *a))
+        shared = score(model, mixed, tok.pad_token_id, share_prefixes=True)
+    assert to_trie == [mixed[2:5]] and to_plain == [[mixed[0], mixed[1], mixed[5]]]  # encs[0]'s prompt is its own
+    plain = score(model, mixed, tok.pad_token_id, share_prefixes=False)
+    assert all(e.labels[0] != IGNORE for e in (mixed[1], mixed[5]))
+    assert [shared[1].n_tokens, shared[5].n_tokens] == [len(texts[0]) - 1, len(texts[1]) - 1]
+    for s, p in zip(shared, plain):
+        assert s.n_tokens == p.n_tokens and s.nll_sum == pytest.approx(p.nll_sum, rel=1e-5)
 
 
 def test_token_trie_merges_shared_prefixes_and_keeps_each_path():

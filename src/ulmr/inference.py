@@ -106,20 +106,35 @@ def score(
     With ``share_prefixes``, examples whose prompts (the tokens before the answer) are equal are scored as one
     token trie (:func:`_score_trie`): the prompt, and every answer prefix several of its answers share (TOFU's
     perturbations often open alike), run through the model once, packed into rows without padding. The NLLs
-    equal the plain path's up to floating-point rounding; models whose attention cannot take the trie's mask
-    (:func:`trie_scoring_supported`) use the plain path.
+    equal the plain path's up to floating-point rounding. Examples with a prompt of their own, or none (a text
+    scored whole, as MIA does), and models whose attention cannot take the trie's mask
+    (:func:`trie_scoring_supported`) take the plain padded batches, where nothing would be shared.
     """
-    if share_prefixes and _worth_sharing(examples) and trie_scoring_supported(model):
-        return _score_trie(model, examples, batch_size, description)
+    shared = _sharing_prompt(examples) if share_prefixes and trie_scoring_supported(model) else []
+    if not shared:
+        return _score_plain(model, examples, pad_id, batch_size, description, slice_logits)
+    results: list[Scored | None] = [None] * len(examples)
+    rest = sorted(set(range(len(examples))) - set(shared))
+    for idx, part in ((shared, _score_trie(model, [examples[i] for i in shared], batch_size, description)),
+                      (rest, _score_plain(model, [examples[i] for i in rest], pad_id, batch_size, description, slice_logits))):
+        for i, s in zip(idx, part):
+            results[i] = s
+    return results  # type: ignore[return-value]
+
+
+def _score_plain(model: PreTrainedModel, examples: Sequence[Encoded], pad_id: int, batch_size: int,
+                 description: str | None, slice_logits: bool) -> list[Scored]:
+    """:func:`score` by left-padded batches closed by a padding budget, each sequence read whole."""
     device = next(model.parameters()).device
     results: list[Scored | None] = [None] * len(examples)
     was_training = model.training
     model.eval()
     with torch.inference_mode(), progress_bar() as bar:
-        task = bar.add_task(description or "scoring", total=len(examples)) if description else None
+        task = bar.add_task(description or "scoring", total=len(examples)) if description and examples else None
         for idx in budget_batches([len(e.input_ids) for e in examples], batch_size):
             seqs = [examples[i].input_ids for i in idx]
-            labels = pad([examples[i].labels for i in idx], IGNORE, side="left").to(device)
+            # a first token has nothing before it to predict it (left padding would put a pad there)
+            labels = pad([[IGNORE][: len(examples[i].labels)] + examples[i].labels[1:] for i in idx], IGNORE, side="left").to(device)
             ids, mask, pos = _left_batch(seqs, pad_id, device)
             keep = answer_window(labels)
             if slice_logits:
@@ -149,10 +164,23 @@ def _prompt_end(example: Encoded) -> int:
     return next((t for t, label in enumerate(example.labels) if label != IGNORE), 0)
 
 
-def _worth_sharing(examples: Sequence[Encoded]) -> bool:
-    """True when at least two examples share a prompt (the only case a trie saves work)."""
-    prompts = [tuple(e.input_ids[: _prompt_end(e)]) for e in examples]
-    return len(set(prompts)) < len(prompts)
+# A prompt's answers go to the trie only when it saves at least this share of their tokens: a few shared tokens
+# (texts scored whole share at most their first token) do not pay for the trie rows' dense attention mask
+# (MIA's 60 RWKU texts: 28.5 s by trie, 25.1 s in padded batches; docs/performance.md).
+TRIE_MIN_SAVING = 0.25
+
+
+def _sharing_prompt(examples: Sequence[Encoded]) -> list[int]:
+    """Indices of the examples whose prompt others share, where their trie saves ``TRIE_MIN_SAVING`` of the tokens."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, e in enumerate(examples):
+        groups.setdefault(tuple(e.input_ids[: _prompt_end(e)]), []).append(i)
+    out: list[int] = []
+    for g in groups.values():
+        total = sum(len(examples[i].input_ids) for i in g)
+        if len(g) > 1 and len(token_trie([examples[i].input_ids for i in g]).tokens) <= (1 - TRIE_MIN_SAVING) * total:
+            out.extend(g)
+    return sorted(out)
 
 
 @dataclass
