@@ -164,6 +164,14 @@ def _prompt_end(example: Encoded) -> int:
     return next((t for t, label in enumerate(example.labels) if label != IGNORE), 0)
 
 
+def _prompt_groups(examples: Sequence[Encoded]) -> list[list[int]]:
+    """The examples' indices grouped by equal prompt, in order of first appearance."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, e in enumerate(examples):
+        groups.setdefault(tuple(e.input_ids[: _prompt_end(e)]), []).append(i)
+    return list(groups.values())
+
+
 # A prompt's answers go to the trie only when it saves at least this share of their tokens: a few shared tokens
 # (texts scored whole share at most their first token) do not pay for the trie rows' dense attention mask
 # (MIA's 60 RWKU texts: 28.5 s by trie, 25.1 s in padded batches; docs/performance.md).
@@ -172,11 +180,8 @@ TRIE_MIN_SAVING = 0.25
 
 def _sharing_prompt(examples: Sequence[Encoded]) -> list[int]:
     """Indices of the examples whose prompt others share, where their trie saves ``TRIE_MIN_SAVING`` of the tokens."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, e in enumerate(examples):
-        groups.setdefault(tuple(e.input_ids[: _prompt_end(e)]), []).append(i)
     out: list[int] = []
-    for g in groups.values():
+    for g in _prompt_groups(examples):
         total = sum(len(examples[i].input_ids) for i in g)
         if len(g) > 1 and len(token_trie([examples[i].input_ids for i in g]).tokens) <= (1 - TRIE_MIN_SAVING) * total:
             out.extend(g)
@@ -218,10 +223,7 @@ TRIE_ROW_TOKENS_PER_ANSWER = 24
 def _trie_rows(examples: Sequence[Encoded], row_tokens: int) -> list[list[tuple[list[int], Trie]]]:
     """One trie per distinct prompt (its examples' indices with it), packed first-fit, largest first, into rows of
     at most ``row_tokens`` nodes; a larger trie gets a row of its own."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, e in enumerate(examples):
-        groups.setdefault(tuple(e.input_ids[: _prompt_end(e)]), []).append(i)
-    tries = sorted(((g, token_trie([examples[i].input_ids for i in g])) for g in groups.values()),
+    tries = sorted(((g, token_trie([examples[i].input_ids for i in g])) for g in _prompt_groups(examples)),
                    key=lambda gt: -len(gt[1].tokens))
     rows: list[list[tuple[list[int], Trie]]] = []
     sizes: list[int] = []
