@@ -26,7 +26,7 @@ BAD = {
     "--ft-batch-size": "0", "--generator": "oracle", "--eval-batch-size": "0", "--threads": "-1", "--targets": "0",
     "--limit-train": "0", "--relearn-steps": "0", "--relearn-lr": "0", "--group-size": "0", "--threshold": "-1",
     "--refusal-threshold": "2", "--protocol": "fastest", "--curve-points": "0", "--ulmr-alphas": "0.5,1.5",
-    "--recipe": "pastry", "--filters": "none", "--retain-loss": "l2",
+    "--recipe": "pastry", "--filters": "none", "--retain-loss": "l2", "--seed-methods": "sgd",
 }
 GENERATE = ["--num-rewrites", "--filters", "--mode", "--backend", "--generator-dtype", "--temperature", "--max-new-tokens",
             "--gen-batch-size", "--seed"]
@@ -49,12 +49,12 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
                   ["--target", "--limit", "--utility", "--pool", "--extra", "--extra-max-new-tokens", "--batch-size"]),
     "eval-qa": (["eval", "qa", "--model", "{model}", "--forget", "{qa}"], {}, ["--max-new-tokens", "--batch-size"]),
     "bench-tofu": (["bench", "tofu", "--data", "{tmp}", "--out", "{out}"], {"--alpha": "0"},
-                   ["--forget-split", "--methods", "--scale", "--protocol", "--curve-points", "--ulmr-alphas", "--seeds", "--train-retain", "--eval-forget", "--eval-retain",
+                   ["--forget-split", "--methods", "--scale", "--protocol", "--curve-points", "--ulmr-alphas", "--seeds", "--seed-methods", "--train-retain", "--eval-forget", "--eval-retain",
                     "--eval-real-authors", "--eval-world-facts", "--max-new-tokens", "--ft-lr", "--ft-epochs", "--ft-batch-size",
                     "--lr", "--epochs", "--batch-size", "--max-steps", "--alpha", "--answer-weight", "--retain-loss", "--anchor", "--generator",
                     "--eval-batch-size", "--threads"]),
     "bench-rwku": (["bench", "rwku", "--data", "{tmp}", "--out", "{out}"], {"--limit": "-1", "--utility": "all"},
-                   ["--targets", "--methods", "--limit-train", "--limit", "--utility", "--protocol", "--curve-points", "--ulmr-alphas", "--seeds", "--lr", "--epochs",
+                   ["--targets", "--methods", "--limit-train", "--limit", "--utility", "--protocol", "--curve-points", "--ulmr-alphas", "--seeds", "--seed-methods", "--lr", "--epochs",
                     "--batch-size", "--max-steps", "--alpha", "--answer-weight", "--retain-loss", "--anchor", "--eval-batch-size", "--threads"]),
     "verify": (["verify", "--model", "{model}", "--base", "{model}", "--forget", "{qa}", "--out", "{out}"], {},
                ["--max-new-tokens", "--batch-size", "--relearn-steps", "--relearn-lr", "--group-size", "--threshold",

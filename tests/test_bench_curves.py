@@ -174,6 +174,27 @@ def test_tofu_bench_curves_rerun_the_selected_point_at_other_seeds(tiny_model_di
     assert row.seeds == 2 and row.metrics == sel["mean"]
 
 
+def test_seed_methods_rerun_only_the_named_methods(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):
+    """--seed-methods ga: GA's selected point runs at seed 1, NPO's does not; the note says which ran."""
+    monkeypatch.setenv("ULMR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ULMR_QUIET", "1")
+    res = run_tofu_bench(_cfg(tiny_model_dir, tiny_tofu, tmp_path / "run", ["ga", "npo"], seeds=2, seed_methods=["ga"]), show=False)
+    ga, npo = (res["methods"][n]["selected"] for n in ("Gradient Ascent", "NPO"))
+    assert ga["seeds"] == [0, 1] and "seeds" not in npo
+    stages = Path(res["stages"])
+    assert (stages / "ga-seed1").is_dir() and not (stages / "npo-seed1").exists()
+    md = Path(res["paths"]["markdown"]).read_text(encoding="utf-8")
+    assert "Seeds 2 for Gradient Ascent" in md
+
+
+def test_seed_methods_must_be_benched_methods_under_the_curves_protocol(tofu_dir):
+    with pytest.raises(ValueError, match="not among the benched methods"):
+        TofuBenchConfig(data=str(tofu_dir), methods=["ga"], seeds=3, seed_methods=["npo"])
+    with pytest.raises(ValueError, match="curves protocol only"):
+        TofuBenchConfig(data=str(tofu_dir), methods=["ga"], protocol="equal-steps", seeds=3, seed_methods=["ga"])
+    assert TofuBenchConfig(data=str(tofu_dir), methods=["ga", "npo"], seeds=3, seed_methods=["npo", "npo"]).seed_methods == ["npo"]
+
+
 def test_rwku_metrics_from_items_equal_the_bench_metrics(tiny, rwku_dir):
     from ulmr.benchmarks.rwku_bench import flat_metrics
     from ulmr.eval.rwku import evaluate_rwku

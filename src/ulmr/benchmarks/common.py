@@ -101,6 +101,31 @@ def check_methods(methods: Sequence[str], allowed: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(methods))
 
 
+def check_seed_methods(seed_methods: Sequence[str] | None, methods: Sequence[str], protocol: str | None) -> list[str] | None:
+    """Validate ``--seed-methods`` against ``--methods`` (pydantic validator body); None means every method."""
+    if seed_methods is None:
+        return None
+    if protocol != "curves":
+        raise ValueError("applies to the curves protocol only (equal-steps runs every method at every seed)")
+    bad = [m for m in seed_methods if m not in methods]
+    if bad:
+        raise ValueError(f"'{bad[0]}' is not among the benched methods ({', '.join(methods)})")
+    return list(dict.fromkeys(seed_methods))
+
+
+def reruns_seeds(seeds: int, seed_methods: Sequence[str] | None, method: str) -> bool:
+    """Whether the curves protocol reruns ``method``'s selected point at seeds 1..N-1."""
+    return seeds > 1 and (seed_methods is None or method in seed_methods)
+
+
+def seeds_note(seeds: int, seed_methods: Sequence[str] | None) -> str:
+    """The table note on seeds: how many, and for which methods when not all."""
+    if seeds == 1 or seed_methods is None:
+        return f"Seeds {seeds}."
+    names = ", ".join(display_name(m) for m in seed_methods) or "none"
+    return f"Seeds {seeds} for {names} (the selected point rerun at seeds 1..{seeds - 1}); the other methods seed 0 only."
+
+
 # --------------------------------------------------------------------------- stages
 class StageStore:
     """Finished stages as ``<root>/<name>.json``; :meth:`run` returns the stored result instead of rerunning."""

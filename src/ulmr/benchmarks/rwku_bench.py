@@ -69,6 +69,8 @@ class RwkuBenchConfig(common.MethodDataOptions):
         "chosen per method by the selection rule; equal-steps: every method at one shared budget (the tables before 2026-12)")
     curve_points: Count = Field(4, description="points evaluated along each gradient method's run (curves protocol)")
     seeds: Count = 1
+    seed_methods: Optional[list[str]] = Field(
+        None, description="the methods whose selected point is rerun at --seeds (curves protocol; default every method)")
     out: Path = Path("runs/bench/rwku")
     lr: Optional[LearningRate] = Field(None, description=f"every method's lr (default: equal-steps {EQUAL_STEPS_LR:g}; curves: each method's own, by model size)")
     epochs: Optional[Epochs] = Field(None, description="epochs over --limit-train items (default: equal-steps 1; curves: each method's own)")
@@ -102,6 +104,11 @@ class RwkuBenchConfig(common.MethodDataOptions):
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
         return common.check_methods(v, method_names(BENCH))
+
+    @field_validator("seed_methods")
+    @classmethod
+    def _seed_methods(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        return common.check_seed_methods(v, info.data.get("methods") or [], info.data.get("protocol"))
 
 
 # --------------------------------------------------------------------------- training data
@@ -293,7 +300,7 @@ COLUMNS = [
 def stage_key(cfg: RwkuBenchConfig) -> str:
     """Stage results are valid for this model, data, caps, unlearning settings and probe rendering only (the
     equal-steps key is the one of the tables before the curves protocol: lr and epochs resolved)."""
-    skip = ("targets", "methods", "seeds", "out", "protocol", "curve_points", "ulmr_alphas", "allow_extrapolation")
+    skip = ("targets", "methods", "seeds", "seed_methods", "out", "protocol", "curve_points", "ulmr_alphas", "allow_extrapolation")
     settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in skip}
     for option, default in (("retain_loss", None), ("anchor", "method")):  # defaults keep the keys of earlier runs
         if settings[option] == default:
@@ -428,7 +435,7 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
         per_target = [r["curve"] for r in done[m]]
         merged = [merge_targets([c[i] for c in per_target], cfg.targets) for i in range(min(map(len, per_target)))]
         summary = curves.summarise(merged, view)
-        if cfg.seeds > 1:
+        if common.reruns_seeds(cfg.seeds, cfg.seed_methods, m):
             idx = summary["selected"]["index"]
             again = common.run_jobs(store, [curve_job(cfg, m, s, t, base, store, per_target[i][idx]["point"])
                                             for s in range(1, cfg.seeds) for i, t in enumerate(cfg.targets)])[m]

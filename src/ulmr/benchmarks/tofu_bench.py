@@ -76,6 +76,8 @@ class TofuBenchConfig(common.MethodDataOptions):
         "chosen per method by the selection rule; equal-steps: every method at one shared budget (the tables before 2026-12)")
     curve_points: Count = Field(4, description="points evaluated along each gradient method's run (curves protocol)")
     seeds: Count = 1
+    seed_methods: Optional[list[str]] = Field(
+        None, description="the methods whose selected point is rerun at --seeds (curves protocol; default every method)")
     out: Path = Path("runs/bench/tofu")
     train_retain: Optional[Count] = None
     eval_forget: Optional[Count] = None
@@ -115,6 +117,11 @@ class TofuBenchConfig(common.MethodDataOptions):
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
         return common.check_methods(v, method_names(BENCH))
+
+    @field_validator("seed_methods")
+    @classmethod
+    def _seed_methods(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        return common.check_seed_methods(v, info.data.get("methods") or [], info.data.get("protocol"))
 
     def get(self, name: str) -> Any:
         """The option's value, or the scale's default when unset."""
@@ -433,7 +440,7 @@ def _curves(run: _Run, show: bool) -> dict[str, Any]:
     for m in run.methods:
         res = done[m][0]
         summary = curves.summarise([_with_reference(p, reference) for p in res["curve"]], view)
-        if cfg.seeds > 1:
+        if common.reruns_seeds(cfg.seeds, cfg.seed_methods, m):
             point = summary["selected"]["point"]
             again = common.run_jobs(run.store, [job(m, s, point) for s in range(1, cfg.seeds)])[m]
             summary["selected"] = curves.seed_summary(summary["selected"], [_with_reference(r["curve"][0], reference) for r in again], view)
@@ -448,7 +455,7 @@ def _curves(run: _Run, show: bool) -> dict[str, Any]:
         f"of one run; ULMR: one p_f at α {', '.join(f'{a:g}' for a in cfg.ulmr_alphas)}, {common.ulmr_term(cfg.answer_weight, cfg.retain_loss)}, "
         f"generator {cfg.generator} model; Retraining = the retain model.",
         f"selection rule: {view.rule.describe()}; chosen on {n_sel} forget items (selection half), reported on the other {n_rep} "
-        f"(report half; utility sets whole); † = no point held utility. Seeds {cfg.seeds}.",
+        f"(report half; utility sets whole); † = no point held utility. " + common.seeds_note(cfg.seeds, cfg.seed_methods),
     ]
     notes += common.dfr_notes(cfg.methods, {v["method"]: [{"training": v["training"]}] for v in methods.values()})
     payload = run.payload(rule=view.rule.describe(), methods=methods, references=refs)

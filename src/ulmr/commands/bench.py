@@ -58,6 +58,7 @@ def tofu_cmd(
     ulmr_alphas: Optional[str] = typer.Option(None, "--ulmr-alphas", help="ULMR's α points, comma-separated (curves protocol; 0.2,0.4,0.5,0.6,0.8,1)."),
     allow_extrapolation: Optional[bool] = typer.Option(None, "--allow-extrapolation", help="Let --ulmr-alphas go above 1 (the task vector p_f − p_θ scaled beyond p_f)."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Unlearning runs per method (seeds 0..N-1; default 1; curves: the selected point rerun at seeds 1..N-1); the table shows mean and spread."),
+    seed_methods: Optional[str] = typer.Option(None, "--seed-methods", help="Comma-separated methods whose selected point is rerun at --seeds (curves protocol; default every method)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default runs/bench/tofu); rerunning into it resumes."),
     train_retain: Optional[int] = typer.Option(None, help="Retain QA in the training set (mini: 160)."),
     eval_forget: Optional[int] = typer.Option(None, help="Forget items evaluated (mini: 40)."),
@@ -89,7 +90,7 @@ def tofu_cmd(
 
     cfg = validated(TofuBenchConfig, model=model, data=data, forget_split=forget_split, methods=_csv(methods, "--methods"), scale=scale,
                  protocol=protocol, curve_points=curve_points, ulmr_alphas=_numbers(ulmr_alphas, '--ulmr-alphas', float, 'numbers'),
-                 allow_extrapolation=allow_extrapolation, seeds=seeds, out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
+                 allow_extrapolation=allow_extrapolation, seeds=seeds, seed_methods=_csv(seed_methods, "--seed-methods"), out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
                  eval_real_authors=eval_real_authors, eval_world_facts=eval_world_facts, max_new_tokens=max_new_tokens,
                  ft_lr=ft_lr, ft_epochs=ft_epochs, ft_batch_size=ft_batch_size, lr=lr, epochs=epochs, batch_size=batch_size,
                  max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, retain_loss=retain_loss, anchor=anchor, generator=generator, eval_batch_size=eval_batch_size)
@@ -113,6 +114,7 @@ def rwku_cmd(
     ulmr_alphas: Optional[str] = typer.Option(None, "--ulmr-alphas", help="ULMR's α points, comma-separated (curves protocol; 0.2,0.4,0.5,0.6,0.8,1)."),
     allow_extrapolation: Optional[bool] = typer.Option(None, "--allow-extrapolation", help="Let --ulmr-alphas go above 1 (the task vector p_f − p_θ scaled beyond p_f)."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Unlearning runs per method and target (seeds 0..N-1; default 1; curves: the selected point rerun at seeds 1..N-1)."),
+    seed_methods: Optional[str] = typer.Option(None, "--seed-methods", help="Comma-separated methods whose selected point is rerun at --seeds (curves protocol; default every method)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default runs/bench/rwku); rerunning into it resumes."),
     lr: Optional[float] = typer.Option(None, help="Unlearning learning rate of every method (curves: each method's own by model size; equal-steps: 5e-5, the laptop setting for a 135M model)."),
     epochs: Optional[float] = typer.Option(None, help="Unlearning epochs over --limit-train items (curves: each method's own; equal-steps: 1, fixing the step count of every method)."),
@@ -133,7 +135,7 @@ def rwku_cmd(
 
     cfg = validated(RwkuBenchConfig, model=model, data=data, targets=_numbers(targets, "--targets", int, "integers"), methods=_csv(methods, "--methods"),
                  limit_train=limit_train, limit=limit, utility=utility, protocol=protocol, curve_points=curve_points, ulmr_alphas=_numbers(ulmr_alphas, '--ulmr-alphas', float, 'numbers'),
-                 allow_extrapolation=allow_extrapolation, seeds=seeds, out=out, lr=lr, epochs=epochs,
+                 allow_extrapolation=allow_extrapolation, seeds=seeds, seed_methods=_csv(seed_methods, "--seed-methods"), out=out, lr=lr, epochs=epochs,
                  batch_size=batch_size, max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, retain_loss=retain_loss, anchor=anchor, eval_batch_size=eval_batch_size)
     _threads(threads)
     res = run_rwku_bench(cfg)
