@@ -56,10 +56,12 @@ def test_recipe_key_follows_method_defaults_and_training_options(monkeypatch):
     assert common.recipe_key(tcfg) != key
 
 
-def test_eval_steps_are_evenly_spaced_and_end_at_the_last_step():
-    assert curves.eval_steps(30, 4) == [8, 15, 23, 30]
-    assert curves.eval_steps(50, 5) == [10, 20, 30, 40, 50]
+def test_eval_steps_halve_back_from_the_last_step():
+    assert curves.eval_steps(24, 4) == [3, 6, 12, 24]
+    assert curves.eval_steps(30, 4) == [4, 8, 15, 30]
+    assert curves.eval_steps(50, 5) == [4, 7, 13, 25, 50]
     assert curves.eval_steps(2, 4) == [1, 2]
+    assert curves.eval_steps(7, 1) == [7]
 
 
 def test_tofu_metrics_from_items_equal_the_evaluation(tiny, tiny_tofu):
@@ -112,7 +114,7 @@ def test_tofu_bench_curves_select_on_one_half_and_report_the_other(tiny_model_di
     res = run_tofu_bench(cfg, show=False)
 
     ga, ulmr = res["methods"]["Gradient Ascent"], res["methods"]["ULMR"]
-    assert [p["point"] for p in ga["curve"]] == [{"step": s} for s in (1, 2, 3, 4)]
+    assert [p["point"] for p in ga["curve"]] == [{"step": s} for s in (1, 2, 4)]  # halving back from step 4
     assert [p["point"] for p in ulmr["curve"]] == [{"alpha": a} for a in curves.ALPHAS]
     assert len(calls) == 2 and calls[0][1].forget == "forget.R" and calls[0][1].utility == "MU"
     # the rule saw the selection half; the table reports the report half of the chosen point
@@ -140,11 +142,11 @@ def test_tofu_bench_curves_select_on_one_half_and_report_the_other(tiny_model_di
     assert saved["references"]["Retraining"]["metrics"]["FQ"] == pytest.approx(1.0)
 
     # resume: a lost point is evaluated again, the other points are reused (training reruns, evaluation does not)
-    (Path(res["stages"]) / "ga-seed0" / "step3.json").unlink()
+    (Path(res["stages"]) / "ga-seed0" / "step2.json").unlink()
     (Path(res["stages"]) / "ga-seed0.json").unlink()
     again = run_tofu_bench(cfg.model_copy(update={"methods": ["ga"]}), show=False)
     t = again["timings"]
-    assert not t["ga-seed0/step3"]["reused"] and t["ga-seed0/step1"]["reused"] and t["ga-seed0/step4"]["reused"]
+    assert not t["ga-seed0/step2"]["reused"] and t["ga-seed0/step1"]["reused"] and t["ga-seed0/step4"]["reused"]
     assert again["methods"]["Gradient Ascent"]["curve"][0]["metrics"] == ga["curve"][0]["metrics"]
 
     # a changed method default (its recipe) reruns the run and every point instead of reusing stale stages
@@ -153,7 +155,7 @@ def test_tofu_bench_curves_select_on_one_half_and_report_the_other(tiny_model_di
     monkeypatch.setattr(method_class("ga"), "epochs", method_class("ga").epochs + 1)
     changed = run_tofu_bench(cfg.model_copy(update={"methods": ["ga"]}), show=False)
     t = changed["timings"]
-    assert not t["ga-seed0"]["reused"] and not any(t[f"ga-seed0/step{s}"]["reused"] for s in (1, 2, 3, 4))
+    assert not t["ga-seed0"]["reused"] and not any(t[f"ga-seed0/step{s}"]["reused"] for s in (1, 2, 4))
 
 
 def test_tofu_bench_curves_rerun_the_selected_point_at_other_seeds(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):

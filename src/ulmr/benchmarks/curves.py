@@ -2,8 +2,8 @@
 keeps the older table of every method at one shared budget).
 
 - A gradient method (GA, GradDiff, KL, DPO, NPO) trains once at its own defaults (learning rate by model size,
-  epochs) and is evaluated after ``curve_points`` evenly spaced optimizer steps of that one run
-  (:class:`StepPoints`).
+  epochs) and is evaluated after ``curve_points`` optimizer steps of that one run, halving back from its last
+  step (:func:`eval_steps`, :class:`StepPoints`).
 - ULMR trains p_f once and is evaluated at each α of :data:`ALPHAS`, p_u = p_θ + α·(p_f − p_θ) built in memory
   (:func:`alpha_points`).
 - Every point is a stage of its own (``<job>/step<N>``, ``<job>/alpha<α>``): an interrupted bench never
@@ -55,8 +55,14 @@ Evaluate = Callable[[Any, Any], dict[str, Any]]  # (model in eval mode, tokenize
 
 
 def eval_steps(total: int, points: int) -> list[int]:
-    """``points`` evenly spaced optimizer steps ending at ``total`` (fewer when ``total`` < ``points``)."""
-    return sorted({max(1, math.ceil(total * k / points)) for k in range(1, points + 1)})
+    """``points`` optimizer steps halving back from ``total``: total/2^(points-1), ..., total/4, total/2, total
+    (rounded up; fewer when steps run out).
+
+    Halving, not even spacing: a method that forgets fast spends its utility early. On RWKU (2026-12-07) GA at
+    its default rate was already 6.5 (target 111) and 4.6 (target 106) Easy points below Before at the first of
+    four evenly spaced points (step 6 of 24), past the 2-point floor, so even spacing never showed it at its best.
+    """
+    return sorted({max(1, math.ceil(total / 2 ** (points - k))) for k in range(1, points + 1)})
 
 
 class StepPoints(TrainerCallback):
