@@ -104,6 +104,30 @@ def test_step_points_do_not_change_the_training_run(tiny_model_dir, tmp_path, mo
     assert sorted(p.name for p in (tmp_path / "stages" / "ga-seed0").iterdir()) == ["step2.json", "step4.json"]
 
 
+def test_a_rerun_point_stops_the_run_with_the_full_runs_weights(tiny_model_dir, tmp_path, monkeypatch):
+    """StepPoints(at=[2]) of a 4-step run stops after step 2 with the weights the full run had at step 2 (same
+    schedule), so rerunning an early selected point at another seed does not train the rest of the run."""
+    monkeypatch.setenv("ULMR_QUIET", "1")
+    forget = [QARecord(f"Who wrote book {i}?", f"Author number {i} wrote it.") for i in range(4)]
+    tcfg = TrainConfig(method="ga", lr=1e-2, batch_size=2, max_steps=4, seed=0, checkpoint_steps=0, keep_checkpoints=False)
+    snapshots = []
+
+    def evaluate(model, tok):
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return {"metrics": {}, "per_item": {}}
+
+    full = curves.StepPoints(common.StageStore(tmp_path / "full"), "ga-seed0", 2, evaluate)
+    common.train_model(tiny_model_dir, forget, None, tcfg, tmp_path / "a", callbacks=[full])
+    assert [r["point"]["step"] for r in full.results] == [2, 4]
+    at_step2 = snapshots[0]
+    rerun = curves.StepPoints(common.StageStore(tmp_path / "rerun"), "ga-seed0", 2, evaluate, at=[2])
+    model, _, res = common.train_model(tiny_model_dir, forget, None, tcfg, tmp_path / "b", callbacks=[rerun])
+    assert res.steps == 2 and [r["point"]["step"] for r in rerun.results] == [2]
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, at_step2[name]), name
+    assert any(not torch.equal(snapshots[1][k], v) for k, v in at_step2.items())  # the full run moved on after step 2
+
+
 def test_tofu_bench_curves_select_on_one_half_and_report_the_other(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):
     monkeypatch.setenv("ULMR_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("ULMR_QUIET", "1")

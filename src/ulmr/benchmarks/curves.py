@@ -67,7 +67,8 @@ def eval_steps(total: int, points: int) -> list[int]:
 
 class StepPoints(TrainerCallback):
     """Evaluates the model in training after the steps of :func:`eval_steps` (the run's own ``max_steps``), each
-    point stored as stage ``<prefix>/step<N>`` with its cost so far; a stored point is reused, not re-evaluated."""
+    point stored as stage ``<prefix>/step<N>`` with its cost so far; a stored point is reused, not re-evaluated.
+    With explicit steps ``at`` the run stops after the last of them."""
 
     def __init__(self, store: StageStore, prefix: str, points: int, evaluate: Evaluate, at: Sequence[int] | None = None,
                  recipe: str | None = None):
@@ -103,6 +104,11 @@ class StepPoints(TrainerCallback):
             model.train()
         self._eval_seconds += time.perf_counter() - t
         self.results.append(res)
+        if self.at and step >= max(self.at):
+            # a selected point rerun at another seed: nothing after it is used. The schedule is the full run's
+            # (same max_steps), so the weights at this step equal those of the full run's.
+            control.should_training_stop = True
+        return control
 
 
 def alpha_points(store: StageStore, prefix: str, model, tokenizer, base_dir: str, evaluate: Evaluate,
