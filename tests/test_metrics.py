@@ -299,10 +299,14 @@ def test_only_examples_that_share_a_prompt_take_the_trie(tiny):
     to_trie, to_plain = [], []
     real_trie, real_plain = inference._score_trie, inference._score_plain
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(inference, "_score_trie", lambda m, ex, *a: to_trie.append(list(ex)) or real_trie(m, ex, *a))
+        mp.setattr(inference, "_score_trie", lambda m, ex, tries, *a: to_trie.append(sorted(i for g, _ in tries for i in g))
+                   or real_trie(m, ex, tries, *a))
         mp.setattr(inference, "_score_plain", lambda m, ex, *a: to_plain.append(list(ex)) or real_plain(m, ex, *a))
+        built, real_build = [], inference.token_trie
+        mp.setattr(inference, "token_trie", lambda seqs: built.append(len(seqs)) or real_build(seqs))
         shared = score(model, mixed, tok.pad_token_id, share_prefixes=True)
-    assert to_trie == [mixed[2:5]] and to_plain == [[mixed[0], mixed[1], mixed[5]]]  # encs[0]'s prompt is its own
+    assert sorted(built) == [2, 3]  # each shared prompt's trie built once (the two texts share the empty prompt)
+    assert to_trie == [[2, 3, 4]] and to_plain == [[mixed[0], mixed[1], mixed[5]]]  # encs[0]'s prompt is its own
     plain = score(model, mixed, tok.pad_token_id, share_prefixes=False)
     assert all(e.labels[0] != IGNORE for e in (mixed[1], mixed[5]))
     assert [shared[1].n_tokens, shared[5].n_tokens] == [len(texts[0]) - 1, len(texts[1]) - 1]
@@ -325,14 +329,15 @@ def test_token_trie_merges_shared_prefixes_and_keeps_each_path():
 
 def test_trie_rows_keep_each_prompt_in_one_trie_and_fill_rows():
     from ulmr.data.chat import IGNORE, Encoded
-    from ulmr.inference import _trie_rows
+    from ulmr.inference import _prompt_groups, _trie_rows, token_trie
 
     def enc(prompt, answer):
         return Encoded(list(prompt) + list(answer), [IGNORE] * len(prompt) + list(answer), len(prompt))
 
     examples = [enc([1, 2, 3], [7]), enc([1, 2, 3], [8, 9]), enc([4, 5], [7]), enc([4, 5], [9]), enc([4, 5], [9, 9, 9, 9]),
                 enc([6], [1]), enc([3] * 9, [1])]
-    rows = _trie_rows(examples, row_tokens=8)
+    tries = [(g, token_trie([examples[i].input_ids for i in g])) for g in _prompt_groups(examples)]
+    rows = _trie_rows(tries, row_tokens=8)
     groups = sorted(sorted(g) for row in rows for g, _ in row)
     assert groups == [[0, 1], [2, 3, 4], [5], [6]]  # one trie per distinct prompt
     sizes = [sum(len(t.tokens) for _, t in row) for row in rows]

@@ -110,16 +110,13 @@ def score(
     scored whole, as MIA does), and models whose attention cannot take the trie's mask
     (:func:`trie_scoring_supported`) take the plain padded batches, where nothing would be shared.
     """
-    shared = _sharing_prompt(examples) if share_prefixes and trie_scoring_supported(model) else []
-    if not shared:
+    tries = _sharing_tries(examples) if share_prefixes and trie_scoring_supported(model) else []
+    if not tries:
         return _score_plain(model, examples, pad_id, batch_size, description, slice_logits)
-    results: list[Scored | None] = [None] * len(examples)
-    rest = sorted(set(range(len(examples))) - set(shared))
-    for idx, part in ((shared, _score_trie(model, [examples[i] for i in shared], batch_size, description)),
-                      (rest, _score_plain(model, [examples[i] for i in rest], pad_id, batch_size, description, slice_logits))):
-        for i, s in zip(idx, part):
-            results[i] = s
-    return results  # type: ignore[return-value]
+    results: dict[int, Scored] = _score_trie(model, examples, tries, batch_size, description)
+    rest = [i for i in range(len(examples)) if i not in results]
+    results.update(zip(rest, _score_plain(model, [examples[i] for i in rest], pad_id, batch_size, description, slice_logits)))
+    return [results[i] for i in range(len(examples))]
 
 
 def _score_plain(model: PreTrainedModel, examples: Sequence[Encoded], pad_id: int, batch_size: int,
@@ -178,14 +175,15 @@ def _prompt_groups(examples: Sequence[Encoded]) -> list[list[int]]:
 TRIE_MIN_SAVING = 0.25
 
 
-def _sharing_prompt(examples: Sequence[Encoded]) -> list[int]:
-    """Indices of the examples whose prompt others share, where their trie saves ``TRIE_MIN_SAVING`` of the tokens."""
-    out: list[int] = []
-    for g in _prompt_groups(examples):
-        total = sum(len(examples[i].input_ids) for i in g)
-        if len(g) > 1 and len(token_trie([examples[i].input_ids for i in g]).tokens) <= (1 - TRIE_MIN_SAVING) * total:
-            out.extend(g)
-    return sorted(out)
+def _sharing_tries(examples: Sequence[Encoded]) -> list[tuple[list[int], "Trie"]]:
+    """The token tries of the prompts several examples share (each with its examples' indices), where the trie
+    saves ``TRIE_MIN_SAVING`` of their tokens."""
+    out = []
+    for g in (g for g in _prompt_groups(examples) if len(g) > 1):
+        trie = token_trie([examples[i].input_ids for i in g])
+        if len(trie.tokens) <= (1 - TRIE_MIN_SAVING) * sum(len(examples[i].input_ids) for i in g):
+            out.append((g, trie))
+    return out
 
 
 @dataclass
@@ -220,11 +218,10 @@ def token_trie(seqs: Sequence[Sequence[int]]) -> Trie:
 TRIE_ROW_TOKENS_PER_ANSWER = 24
 
 
-def _trie_rows(examples: Sequence[Encoded], row_tokens: int) -> list[list[tuple[list[int], Trie]]]:
-    """One trie per distinct prompt (its examples' indices with it), packed first-fit, largest first, into rows of
-    at most ``row_tokens`` nodes; a larger trie gets a row of its own."""
-    tries = sorted(((g, token_trie([examples[i].input_ids for i in g])) for g in _prompt_groups(examples)),
-                   key=lambda gt: -len(gt[1].tokens))
+def _trie_rows(tries: Sequence[tuple[list[int], Trie]], row_tokens: int) -> list[list[tuple[list[int], Trie]]]:
+    """The prompt tries (each with its examples' indices) packed first-fit, largest first, into rows of at most
+    ``row_tokens`` nodes; a larger trie gets a row of its own."""
+    tries = sorted(tries, key=lambda gt: -len(gt[1].tokens))
     rows: list[list[tuple[list[int], Trie]]] = []
     sizes: list[int] = []
     for g, trie in tries:
@@ -294,24 +291,24 @@ def trie_scoring_supported(model: PreTrainedModel) -> bool:
     return not any(getattr(cache, "is_sliding", [])) and not any(getattr(cache, "is_linear", []) or [])
 
 
-def _score_trie(model: PreTrainedModel, examples: Sequence[Encoded], batch_size: int, description: str | None) -> list[Scored]:
-    """:func:`score` by token tries: the prompt, and every answer prefix that several answers of one prompt share,
-    run through the model once."""
+def _score_trie(model: PreTrainedModel, examples: Sequence[Encoded], tries: Sequence[tuple[list[int], Trie]],
+                batch_size: int, description: str | None) -> dict[int, Scored]:
+    """:func:`score` of the examples the prompt ``tries`` hold, by index: the prompt, and every answer prefix that
+    several answers of one prompt share, run through the model once."""
     device = next(model.parameters()).device
-    results: list[Scored | None] = [None] * len(examples)
+    results: dict[int, Scored] = {}
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(), progress_bar() as bar:
-            task = bar.add_task(description, total=len(examples)) if description else None
-            for row in _trie_rows(examples, TRIE_ROW_TOKENS_PER_ANSWER * batch_size):
-                for i, s in _score_row(model, examples, row, device).items():
-                    results[i] = s
+            task = bar.add_task(description, total=sum(len(g) for g, _ in tries)) if description else None
+            for row in _trie_rows(tries, TRIE_ROW_TOKENS_PER_ANSWER * batch_size):
+                results.update(_score_row(model, examples, row, device))
                 if task is not None:
                     bar.advance(task, sum(len(g) for g, _ in row))
     finally:
         model.train(was_training)
-    return results  # type: ignore[return-value]
+    return results
 
 
 @lru_cache(maxsize=8)
