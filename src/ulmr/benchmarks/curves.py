@@ -23,13 +23,15 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
+from pydantic import BaseModel, ValidationInfo, field_validator
 from transformers import TrainerCallback
 
 from ..config import TrainConfig, alpha_problem
 from ..eval.report import Table
 from ..merge import Interpolator
+from ..methods.registry import method_names
 from ..models import base_weights_dir
 from ..plots import pyplot, save_figure
 from ..selection import PerItem, Rule, bootstrap_intervals, halves, select
@@ -50,6 +52,29 @@ def check_alphas(values: Sequence[float], allow_extrapolation: bool) -> list[flo
         if problem:
             raise ValueError(problem + ("; pass --allow-extrapolation to extrapolate the task vector" if a > 1 else ""))
     return sorted(set(float(a) for a in values))
+
+
+class ProtocolChecks(BaseModel):
+    """The checks of the options both benches' configs declare (methods, ULMR's α points, --seed-methods);
+    a config names its benchmark in ``bench``."""
+
+    bench: ClassVar[str]
+
+    @field_validator("ulmr_alphas", check_fields=False)
+    @classmethod
+    def _alphas(cls, v: list[float], info: ValidationInfo) -> list[float]:
+        return check_alphas(v, bool(info.data.get("allow_extrapolation")))
+
+    @field_validator("methods", check_fields=False)
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        return common.check_methods(v, method_names(cls.bench))
+
+    @field_validator("seed_methods", check_fields=False)
+    @classmethod
+    def _seed_methods(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        return common.check_seed_methods(v, info.data.get("methods") or [], info.data.get("protocol"))
+
 
 Evaluate = Callable[[Any, Any], dict[str, Any]]  # (model in eval mode, tokenizer) -> metrics + per_item
 

@@ -20,9 +20,9 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence
+from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from ..anchor import anchor_set, without_shared_entities
 from ..config import Alpha, BatchSize, Count, Epochs, LearningRate, MaxLength, NewTokens, TrainConfig, Weight
@@ -52,10 +52,11 @@ LAPTOP_LIMIT = 30
 EQUAL_STEPS_LR, EQUAL_STEPS_EPOCHS = 5e-5, 1.0
 
 
-class RwkuBenchConfig(common.MethodDataOptions):
+class RwkuBenchConfig(common.MethodDataOptions, curves.ProtocolChecks):
     """Options of ``ulmr bench rwku``."""
 
     model_config = ConfigDict(extra="forbid")
+    bench: ClassVar[str] = BENCH
 
     model: str = "smollm2-135m"
     data: str
@@ -94,21 +95,6 @@ class RwkuBenchConfig(common.MethodDataOptions):
         if not v or any(t < 1 for t in v):
             raise ValueError("give one or more target numbers >= 1")
         return list(dict.fromkeys(v))
-
-    @field_validator("ulmr_alphas")
-    @classmethod
-    def _alphas(cls, v: list[float], info: ValidationInfo) -> list[float]:
-        return curves.check_alphas(v, bool(info.data.get("allow_extrapolation")))
-
-    @field_validator("methods")
-    @classmethod
-    def _methods(cls, v: list[str]) -> list[str]:
-        return common.check_methods(v, method_names(BENCH))
-
-    @field_validator("seed_methods")
-    @classmethod
-    def _seed_methods(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        return common.check_seed_methods(v, info.data.get("methods") or [], info.data.get("protocol"))
 
 
 # --------------------------------------------------------------------------- training data

@@ -23,9 +23,9 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field
 
 from ..anchor import anchor_set, without_shared_entities
 from ..atomic import write_jsonl
@@ -61,10 +61,11 @@ SCALES: dict[str, dict[str, Any]] = {
 }
 
 
-class TofuBenchConfig(common.MethodDataOptions):
+class TofuBenchConfig(common.MethodDataOptions, curves.ProtocolChecks):
     """Options of ``ulmr bench tofu``; ``None`` means the scale's default (see :data:`SCALES`)."""
 
     model_config = ConfigDict(extra="forbid")
+    bench: ClassVar[str] = BENCH
 
     model: str = "smollm2-135m"
     data: str
@@ -107,21 +108,6 @@ class TofuBenchConfig(common.MethodDataOptions):
     # D_fr is 100% template fallbacks (docs/results/tofu.md); "target" is the paper's recipe.
     generator: Literal["target", "base"] = Field(
         "base", description="ULMR's generator: the model before TOFU fine-tuning, or the target model (the paper's p_θ)")
-
-    @field_validator("ulmr_alphas")
-    @classmethod
-    def _alphas(cls, v: list[float], info: ValidationInfo) -> list[float]:
-        return curves.check_alphas(v, bool(info.data.get("allow_extrapolation")))
-
-    @field_validator("methods")
-    @classmethod
-    def _methods(cls, v: list[str]) -> list[str]:
-        return common.check_methods(v, method_names(BENCH))
-
-    @field_validator("seed_methods")
-    @classmethod
-    def _seed_methods(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        return common.check_seed_methods(v, info.data.get("methods") or [], info.data.get("protocol"))
 
     def get(self, name: str) -> Any:
         """The option's value, or the scale's default when unset."""
