@@ -80,7 +80,7 @@ def test_run_record(run):
     assert rec["counts"]["forget_items"] == 3 and rec["training"]["steps"] > 0
     weights = rec["training"]["loss_weights"]
     assert {k: weights[k] for k in ("beta", "retain_weight", "answer_weight", "answer_term", "answer_source")} == \
-        {"beta": 0.1, "retain_weight": 2.0, "answer_weight": 0.1, "answer_term": True, "answer_source": "model"}
+        {"beta": 0.1, "retain_weight": 2.0, "answer_weight": 0.2, "answer_term": True, "answer_source": "model"}
     # the base model names J.K. Rowling when asked who wrote the books, so at least that row lowers it in its own words
     texts = weights["answer_texts"]
     assert sum(texts.values()) == rec["counts"]["d_fr_rows"] and texts["model"] >= 1

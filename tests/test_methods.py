@@ -125,7 +125,7 @@ def test_ulmr_answer_term_adds_npo_on_the_original_answer(model, batch):
     # γ = 0: the same batch trains on the SFT terms only (the paper's loss), and no reference is precomputed.
     plain = get_method("ulmr", beta=beta, answer_weight=0)
     assert plain.ref_logp_parts == ()
-    assert get_method("ulmr").answer_weight == 0.1  # on by default (docs/results/ulmr_ablation.md)
+    assert get_method("ulmr").answer_weight == 0.2  # on by default (docs/results/ulmr_ablation.md)
     torch.testing.assert_close(plain.loss(model, b), want - gamma * npo, **close)
 
 

@@ -15,7 +15,7 @@ retrain    NLL_r (forget rows ignored; start from the base model) lr 1e-5, 5 epo
 Δ(y) = log π_θ(y|x) − log π_ref(y|x), summed over answer tokens including EOS; NLL terms are token means
 over the batch. *ULMR's lr without ``--lr``: 1e-4 below 0.5B parameters, 3e-5 below 3B, else 1e-5
 (:data:`ulmr.methods.ulmr.LR_BY_SIZE`); †GA, GradDiff, KL, DPO, NPO: 5e-5 below 0.5B,
-else 1e-5 (:data:`ulmr.methods.base.BASELINE_LR_BY_SIZE`). **γ (``--answer-weight``, β = 0.1): NPO on the key-span tokens
+else 1e-5 (:data:`ulmr.methods.base.BASELINE_LR_BY_SIZE`). **γ (``--answer-weight``, default 0.2, β = 0.1): NPO on the key-span tokens
 of the answer each D_fr row replaced (its ``original_answer``), found in the model's own answer to the row's
 question (:mod:`ulmr.training.answer_text`); γ = 0 is the paper's plain SFT.
 
