@@ -353,7 +353,6 @@ def check_rewrite(
         return "new_number"
     if _example_entity_hits(rewrite, question, example_entities):
         return "example_entity"
-    q_bases = word_bases(question)
     if any(not _in_question(run, q_bases) for run in capitalised_runs(rewrite)):
         return "new_entity"  # a paraphrase adds no names (invented titles, places)
     return None

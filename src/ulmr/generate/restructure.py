@@ -244,7 +244,7 @@ def restructure(
 
 def _stats(cache: GenerationCache, rw_slots: list[_Slot], neg_slots: list[_Slot], rows: list, probes: list, generated: int) -> dict[str, Any]:
     rejected: dict[str, Counter] = {"rewrite": Counter(), "negative": Counter()}
-    fb = {"rewrite": 0, "negative": 0}
+    fb = {"rewrite": 0, "probe": 0, "negative": 0}  # probes share the rewrite prompt but are not D_fr rows
     attempts = 0
     for group, slots in (("rewrite", rw_slots), ("negative", neg_slots)):
         for s in slots:
@@ -252,7 +252,7 @@ def _stats(cache: GenerationCache, rw_slots: list[_Slot], neg_slots: list[_Slot]
                 if a.status == "rejected":
                     rejected[group][a.reason or "unknown"] += 1
                 if a.status == "fallback":
-                    fb[group] += 1
+                    fb["probe" if s.key[1] == "probe" else group] += 1
                 else:
                     attempts += 1
     return {
@@ -263,5 +263,6 @@ def _stats(cache: GenerationCache, rw_slots: list[_Slot], neg_slots: list[_Slot]
         "generated_this_run": generated,
         "rejected": {g: dict(sorted(c.items())) for g, c in rejected.items()},
         "fallback_rewrites": fb["rewrite"],
+        "fallback_probes": fb["probe"],
         "fallback_negatives": fb["negative"],
     }
