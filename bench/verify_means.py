@@ -13,6 +13,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from ulmr.verify.scoring import both_pass
+
 
 def _load(arg: str) -> dict:
     path = Path(arg)
@@ -37,7 +39,7 @@ def main(args: list[str]) -> None:
         rouge, prob = _mean([r.get("recovery") for r in rows]), _mean([r.get("prob_recovery") for r in rows])
         cells = " ".join(f"{_fmt(r.get('recovery'))}/{_fmt(r.get('prob_recovery'))}" for r in rows)
         print(f"{key[0]:12s} {key[1][:34]:34s} {cells}   mean {_fmt(rouge)}/{_fmt(prob)}")
-        if key[0] == "adversarial" and all(v is None or v <= threshold for v in (rouge, prob)):
+        if key[0] == "adversarial" and both_pass((rouge, prob), threshold):  # the pass rule `ulmr verify` applies per run
             passing += 1
     print(f"attack types whose mean recovery is <= {threshold:g} by both measures: {passing}")
 
