@@ -255,6 +255,29 @@ def test_rwku_bench_curves_merge_targets_and_select(tiny_model_dir, rwku_dir, tm
     assert is_forget_group("t111/forget_qa") and is_forget_group("t5/mia_forget") and not is_forget_group("t111/neighbor_fb")
     assert [r.name for r in res["rows"]][0] == "Before" and "95% bootstrap intervals" in res["paths"]["markdown"].read_text(encoding="utf-8")
     assert res["paths"]["png"].stat().st_size > 0
+    _check_joining_runs(res, cfg, tmp_path, monkeypatch)
+
+
+def _check_joining_runs(res, cfg, tmp_path, monkeypatch):
+    """bench/combine_rwku.py: the run split into a GA-only and a ULMR-only results.json and joined again gives
+    the same rows; a run with other settings is refused."""
+    import runpy
+
+    full = json.loads(res["paths"]["json"].read_text(encoding="utf-8"))
+    only = lambda name: {**full, "methods": {name: full["methods"][name]}}  # noqa: E731
+    (tmp_path / "run" / "results.json").write_text(json.dumps(only("ULMR")), encoding="utf-8")
+    ga = tmp_path / "ga.json"
+    ga.write_text(json.dumps(only("Gradient Ascent")), encoding="utf-8")
+    script = str(Path(__file__).parents[1] / "bench" / "combine_rwku.py")
+    monkeypatch.setattr("sys.argv", [script, str(tmp_path / "run"), str(ga), "--out", str(tmp_path / "joined")])
+    runpy.run_path(script, run_name="__main__")
+    joined = json.loads((tmp_path / "joined" / "results.json").read_text(encoding="utf-8"))
+    assert list(joined["methods"]) == ["ULMR", "Gradient Ascent"]  # the registry's order, not the arguments'
+    by_name = lambda rows: sorted(rows, key=lambda r: r["name"])  # noqa: E731
+    assert joined["methods"] == full["methods"] and by_name(joined["rows"]) == by_name(full["rows"])
+    ga.write_text(json.dumps({**only("Gradient Ascent"), "settings": {**full["settings"], "limit": 3}}), encoding="utf-8")
+    with pytest.raises(SystemExit, match="differs in: limit"):
+        runpy.run_path(script, run_name="__main__")
 
 
 def test_ulmr_alphas_above_one_need_allow_extrapolation(tmp_path):

@@ -413,9 +413,7 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
     befores = _befores(cfg, base, before_timings)
     jobs = [curve_job(cfg, m, 0, t, base, store) for t in cfg.targets for m in cfg.methods]
     done = common.run_jobs(store, jobs)  # label -> results in target order
-    before = merge_targets(befores, cfg.targets)
-    b = before["metrics"]
-    view = curves.View(targets_metrics(cfg.targets), is_forget_group, rwku_rule(b["neighbor.All"], b.get("Easy")))
+    view = selection_view(cfg, befores)
     methods: dict[str, dict[str, Any]] = {}
     for m in cfg.methods:
         per_target = [r["curve"] for r in done[m]]
@@ -428,7 +426,22 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
             reruns = [merge_targets([again[(s - 1) * T + i]["curve"][0] for i in range(T)], cfg.targets) for s in range(1, cfg.seeds)]
             summary["selected"] = curves.seed_summary(summary["selected"], reruns, view)
         methods[display_name(m)] = {"method": m, **summary, "training": [r["training"] for r in done[m]]}
-    refs = {"Before": curves.reference_summary(before, view)}
+    timings = {**before_timings, **store.timings, "total, this invocation": {"seconds": round(time.time() - t0, 1), "reused": False}}
+    return write_curves(cfg, befores, methods, timings, str(store.root), show)
+
+
+def selection_view(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]]) -> curves.View:
+    """The selection rule (thresholds from Before, the mean over targets) and how to read the merged points."""
+    b = merge_targets(befores, cfg.targets)["metrics"]
+    return curves.View(targets_metrics(cfg.targets), is_forget_group, rwku_rule(b["neighbor.All"], b.get("Easy")))
+
+
+def write_curves(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]], methods: Mapping[str, dict[str, Any]],
+                 timings: Mapping[str, Any], stages: str, show: bool = True) -> dict[str, Any]:
+    """The curves protocol's outputs in ``cfg.out`` from the Before stages and each method's summary
+    (``{"method", "curve", "selected", "training"}``, as :func:`_curves` builds them)."""
+    view = selection_view(cfg, befores)
+    refs = {"Before": curves.reference_summary(merge_targets(befores, cfg.targets), view)}
     rows = curves.curve_rows(refs, methods)
     notes = _notes(cfg, befores)
     notes[2:2] = [
@@ -440,7 +453,8 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
         f"Seeds {cfg.seeds}.",
     ]
     notes += common.dfr_notes(cfg.methods, {v["method"]: [{"training": t} for t in v["training"]] for v in methods.values()})
-    payload = _payload(cfg, store, t0, before_timings, rule=view.rule.describe(), methods=methods, references=refs)
+    payload = {"benchmark": "rwku", "settings": cfg.model_dump(mode="json"), "stages": stages, "timings": dict(timings),
+               "rule": view.rule.describe(), "methods": dict(methods), "references": refs}
     title = TITLE.format(model=cfg.model, targets=", ".join(map(str, cfg.targets)))
     plot = lambda path: curves.curve_png(path, methods, {n: r["metrics"] for n, r in refs.items()}, "neighbor.All", "forget.All",  # noqa: E731
                                          "Neighbour All (ROUGE-L recall x100, higher = kept)",
