@@ -82,3 +82,11 @@ def test_rwku_anchor_beside_the_retain_side_names_nothing_the_probes_name(tiny_m
     assert not any(_entity_words(r.question) & names for r in with_anchor[len(plain):])
     keys = {a: rwku_bench.stage_key(cfg.model_copy(update={"anchor": a})) for a in ("method", "none", "all")}
     assert len(set(keys.values())) == 3
+
+
+def test_dfr_note_counts_equal_runs_instead_of_hiding_them():
+    run = lambda rewrites: {"d_fr_rows": 96, "fallback_rewrites": rewrites, "fallback_negatives": "0/96"}  # noqa: E731
+    note = common.dfr_note("ULMR", [run("1/64"), run("0/64"), None, run("0/64")])
+    assert note == ("ULMR D_fr (per run): 96 rows, template fallbacks: rewrites 1/64, negatives 0/96; "
+                    "96 rows, template fallbacks: rewrites 0/64, negatives 0/96 (2 runs).")
+    assert common.dfr_note("GA", [None, {"steps": 3}]) is None

@@ -24,6 +24,7 @@ import os
 import shutil
 import statistics
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Sequence
@@ -266,10 +267,12 @@ def ulmr_term(answer_weight: float | None, retain_loss: str | None = None) -> st
 
 
 def dfr_note(label: str, trainings: Sequence[dict[str, Any] | None]) -> str | None:
-    """A table note on a method's D_fr: rows and template fallbacks per run (None when no run reported them)."""
-    parts = [f"{t['d_fr_rows']} rows, template fallbacks: rewrites {t['fallback_rewrites']}, negatives {t['fallback_negatives']}"
-             for t in trainings if t and "fallback_rewrites" in t]
-    return (f"{label} D_fr (per run): " + "; ".join(dict.fromkeys(parts)) + ".") if parts else None
+    """A table note on a method's D_fr: rows and template fallbacks per run, equal runs written once with their
+    count (None when no run reported them)."""
+    parts = Counter(f"{t['d_fr_rows']} rows, template fallbacks: rewrites {t['fallback_rewrites']}, negatives {t['fallback_negatives']}"
+                    for t in trainings if t and "fallback_rewrites" in t)
+    text = "; ".join(p if n == 1 else f"{p} ({n} runs)" for p, n in parts.items())
+    return f"{label} D_fr (per run): {text}." if parts else None
 
 
 def dfr_notes(methods: Sequence[str], done: Mapping[str, Sequence[dict[str, Any]]]) -> list[str]:
