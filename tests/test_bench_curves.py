@@ -255,7 +255,28 @@ def test_rwku_bench_curves_merge_targets_and_select(tiny_model_dir, rwku_dir, tm
     assert is_forget_group("t111/forget_qa") and is_forget_group("t5/mia_forget") and not is_forget_group("t111/neighbor_fb")
     assert [r.name for r in res["rows"]][0] == "Before" and "95% bootstrap intervals" in res["paths"]["markdown"].read_text(encoding="utf-8")
     assert res["paths"]["png"].stat().st_size > 0
+    _check_curves_from(res, cfg, tmp_path)
     _check_joining_runs(res, cfg, tmp_path, monkeypatch)
+
+
+def _check_curves_from(res, cfg, tmp_path):
+    """--curves-from: the earlier run's curves are taken, not trained again; only GA's seed rerun runs; a run with
+    other settings is refused before any model loads."""
+    from ulmr.benchmarks.rwku_bench import RwkuBenchConfig, run_rwku_bench
+    from ulmr.errors import ConfigError
+
+    again = RwkuBenchConfig(**{**cfg.model_dump(), "out": tmp_path / "seeds", "seeds": 2, "seed_methods": ["ga"],
+                               "curves_from": res["paths"]["json"]})
+    res2 = run_rwku_bench(again, show=False)
+    ran = {p.stem for p in Path(res2["stages"]).glob("t*/*.json")}  # the jobs stored per target
+    assert "ga-seed1" in ran and not {"ga-seed0", "ulmr-seed0"} & ran, ran
+    ga, ga2 = res["methods"]["Gradient Ascent"], res2["methods"]["Gradient Ascent"]
+    assert ga2["curve"] == ga["curve"] and ga2["selected"]["seeds"] == [0, 1]
+    assert ga2["selected"]["per_seed"][0] == ga["selected"]["metrics"] and ga2["selected"]["point"] == ga["selected"]["point"]
+    assert res2["methods"]["ULMR"]["selected"] == res["methods"]["ULMR"]["selected"]  # not in --seed-methods: seed 0 only
+    other = RwkuBenchConfig(**{**again.model_dump(), "limit": 3, "model": str(tmp_path / "no-such-model")})
+    with pytest.raises(ConfigError, match=r"--curves-from .*results.json: run with other settings \(limit"):
+        run_rwku_bench(other, show=False)
 
 
 def _check_joining_runs(res, cfg, tmp_path, monkeypatch):

@@ -18,6 +18,8 @@ from which the bench's ``metrics_of`` recomputes every metric on any subset of i
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import statistics
 import time
@@ -29,6 +31,7 @@ from pydantic import BaseModel, ValidationInfo, field_validator
 from transformers import TrainerCallback
 
 from ..config import TrainConfig, alpha_problem
+from ..errors import ConfigError
 from ..eval.report import Table
 from ..merge import Interpolator
 from ..methods.registry import method_names
@@ -37,6 +40,8 @@ from ..plots import pyplot, save_figure
 from ..selection import PerItem, Rule, bootstrap_intervals, halves, select
 from . import common
 from .common import StageStore
+
+log = logging.getLogger("ulmr.bench")
 
 ALPHAS = (0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
 SPLIT_SEED = 0  # the one seeded split of the forget items into selection and report halves
@@ -186,6 +191,8 @@ def summarise(curve: Sequence[Mapping[str, Any]], view: View, n_resamples: int =
     ci = bootstrap_intervals(rep_items, view.metrics_of, n_resamples=n_resamples)
     selected = {**choice.as_dict(), "point": chosen["point"], "cost": chosen["cost"], "metrics": chosen["report_half"],
                 "ci95": {k: list(v) if v else None for k, v in ci.items()}}
+    if "per_target_points" in curve[choice.index]:  # RWKU: each target's own settings of the point, for seed reruns
+        selected["per_target_points"] = curve[choice.index]["per_target_points"]
     return {"curve": points, "selected": selected}
 
 
@@ -293,3 +300,63 @@ def seed_summary(selected: dict[str, Any], reruns: Sequence[Mapping[str, Any]], 
         mean[k] = statistics.fmean(vals) if vals else None
         spread[k] = statistics.stdev(vals) if len(vals) > 1 else 0.0
     return {**selected, "seeds": list(range(len(rows))), "per_seed": rows, "mean": mean, "spread": spread}
+
+
+# --------------------------------------------------------------------------- a previous run's curves
+SEED_FIELDS = ("seeds", "per_seed", "mean", "spread")
+NOT_COMPARED = ("methods", "out", "seeds", "seed_methods", "curves_from")  # options that may differ from the earlier run
+REFERENCE_RTOL = 1e-4  # a reference model evaluated again on another machine moves by float rounding (~1e-7 relative)
+
+
+@dataclass
+class Prior:
+    """``--curves-from``: a previous run's seed-0 summaries by method (``curve``, ``selected`` without its seed
+    fields, ``training``, ``recipe`` where it was recorded) and its reference rows."""
+
+    path: Path
+    methods: dict[str, dict[str, Any]]
+    references: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path | None, settings: Mapping[str, Any]) -> "Prior":
+        """The earlier run's results.json, refused with a one-line error when it is not a curves run of the same
+        settings (:data:`NOT_COMPARED` aside). No path: an empty prior."""
+        if path is None:
+            return cls(Path(), {}, {})
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"--curves-from {path}: cannot read it ({e})") from e
+        if not isinstance(data, dict) or not isinstance(data.get("methods"), dict):
+            raise ConfigError(f"--curves-from {path}: not a results.json of the curves protocol (no 'methods')")
+        theirs = data.get("settings", {})
+        differ = sorted(k for k in set(settings) | set(theirs) if k not in NOT_COMPARED and settings.get(k) != theirs.get(k))
+        if differ:
+            raise ConfigError(f"--curves-from {path}: run with other settings ({', '.join(differ)}); only "
+                              f"{', '.join('--' + k.replace('_', '-') for k in NOT_COMPARED)} may differ")
+        methods = {s["method"]: {**s, "selected": {k: v for k, v in s["selected"].items() if k not in SEED_FIELDS}}
+                   for s in data["methods"].values()}
+        return cls(Path(path), methods, data.get("references", {}))
+
+    def take(self, method: str, recipe: str | None) -> dict[str, Any] | None:
+        """``method``'s earlier summary if the run has it under the same recipe (one recorded without a recipe,
+        before 2026-12-07, is taken with a warning); None: run the curve."""
+        prior = self.methods.get(method)
+        if prior is None:
+            return None
+        if prior.get("recipe") is None:
+            log.warning("--curves-from %s: %s recorded no recipe; its curve is taken as it is", self.path, method)
+        elif prior["recipe"] != recipe:
+            log.warning("--curves-from %s: %s ran under another recipe (a changed default); running its curve again", self.path, method)
+            return None
+        return prior
+
+    def check_references(self, references: Mapping[str, Mapping[str, Any]]) -> None:
+        """Refuse to mix curves whose reference models (the rule's thresholds) came out differently."""
+        for name, ref in references.items():
+            theirs = self.references.get(name, {}).get("metrics", {})
+            for k, v in ref["metrics"].items():
+                w = theirs.get(k)
+                if v is not None and w is not None and abs(v - w) > REFERENCE_RTOL * max(1.0, abs(v)):
+                    raise ConfigError(f"--curves-from {self.path}: reference '{name}' {k} was {w:.6g}, now {v:.6g}; "
+                                      "its curves rest on another reference: rerun them instead")

@@ -69,6 +69,9 @@ class RwkuBenchConfig(common.MethodDataOptions, curves.ProtocolChecks):
         "curves", description="curves: every method at its own defaults, evaluated along its run (ULMR: at several α), one point "
         "chosen per method by the selection rule; equal-steps: every method at one shared budget (the tables before 2026-12)")
     curve_points: Count = Field(4, description="points evaluated along each gradient method's run (curves protocol)")
+    curves_from: Optional[Path] = Field(
+        None, description="a previous curves run's results.json with the same settings: the methods it holds keep its seed-0 "
+        "curve and selected point, and only their seed reruns run")
     seeds: Count = 1
     seed_methods: Optional[list[str]] = Field(
         None, description="the methods whose selected point is rerun at --seeds (curves protocol; default every method)")
@@ -286,7 +289,8 @@ COLUMNS = [
 def stage_key(cfg: RwkuBenchConfig) -> str:
     """Stage results are valid for this model, data, caps, unlearning settings and probe rendering only (the
     equal-steps key is the one of the tables before the curves protocol: lr and epochs resolved)."""
-    skip = ("targets", "methods", "seeds", "seed_methods", "out", "protocol", "curve_points", "ulmr_alphas", "allow_extrapolation")
+    skip = ("targets", "methods", "seeds", "seed_methods", "out", "protocol", "curve_points", "ulmr_alphas", "allow_extrapolation",
+            "curves_from")
     settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in skip}
     for option, default in (("retain_loss", None), ("anchor", "method")):  # defaults keep the keys of earlier runs
         if settings[option] == default:
@@ -341,9 +345,10 @@ def run_rwku_bench(cfg: RwkuBenchConfig, show: bool = True) -> dict[str, Any]:
     t0 = time.time()
     for t in cfg.targets:
         _folder(cfg.data, t)  # fail early on a missing target
-    base = cached_model_dir(cfg.model)
-    store = StageStore(cfg.out / "stages" / stage_key(cfg))
-    return (_equal_steps if cfg.protocol == "equal-steps" else _curves)(cfg, base, store, t0, show)
+    if cfg.protocol == "equal-steps":
+        return _equal_steps(cfg, cached_model_dir(cfg.model), StageStore(cfg.out / "stages" / stage_key(cfg)), t0, show)
+    prior = curves.Prior.load(cfg.curves_from, cfg.model_dump(mode="json"))
+    return _curves(cfg, cached_model_dir(cfg.model), StageStore(cfg.out / "stages" / stage_key(cfg)), t0, show, prior)
 
 
 TITLE = "RWKU, {model}, targets {targets}"
@@ -405,27 +410,35 @@ def is_forget_group(group: str) -> bool:
     return name.startswith("forget_") or name == "mia_forget"
 
 
-def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show: bool) -> dict[str, Any]:
-    """Every method at its own defaults along its curve, per target; points merged over targets; one point per
-    method chosen by the rule on the selection half, reported on the report half."""
+def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show: bool, prior: curves.Prior) -> dict[str, Any]:
+    """Every method at its own defaults along its curve, per target (or its curve from ``prior``); points merged
+    over targets; one point per method chosen by the rule on the selection half, reported on the report half."""
     T = len(cfg.targets)
     before_timings: dict[str, Any] = {}
     befores = _befores(cfg, base, before_timings)
-    jobs = [curve_job(cfg, m, 0, t, base, store) for t in cfg.targets for m in cfg.methods]
-    done = common.run_jobs(store, jobs)  # label -> results in target order
     view = selection_view(cfg, befores)
+    prior.check_references({"Before": curves.reference_summary(merge_targets(befores, cfg.targets), view, n_resamples=10)})
+    recipes = {m: curve_job(cfg, m, 0, cfg.targets[0], base, store).recipe for m in cfg.methods}
+    taken = {m: p for m in cfg.methods if (p := prior.take(m, recipes[m])) is not None}
+    jobs = [curve_job(cfg, m, 0, t, base, store) for t in cfg.targets for m in cfg.methods if m not in taken]
+    done = common.run_jobs(store, jobs)  # label -> results in target order
     methods: dict[str, dict[str, Any]] = {}
     for m in cfg.methods:
-        per_target = [r["curve"] for r in done[m]]
-        merged = [merge_targets([c[i] for c in per_target], cfg.targets) for i in range(min(map(len, per_target)))]
-        summary = curves.summarise(merged, view)
+        if m in taken:
+            summary, training = {"curve": taken[m]["curve"], "selected": taken[m]["selected"]}, taken[m]["training"]
+        else:
+            per_target = [r["curve"] for r in done[m]]
+            merged = [merge_targets([c[i] for c in per_target], cfg.targets) for i in range(min(map(len, per_target)))]
+            summary, training = curves.summarise(merged, view), [r["training"] for r in done[m]]
         if common.reruns_seeds(cfg.seeds, cfg.seed_methods, m):
-            idx = summary["selected"]["index"]
-            again = common.run_jobs(store, [curve_job(cfg, m, s, t, base, store, per_target[i][idx]["point"])
+            sel = summary["selected"]
+            points = sel.get("per_target_points") or [sel["point"]] * T  # recorded since 2026-12-07; equal on equal-sized targets
+            again = common.run_jobs(store, [curve_job(cfg, m, s, t, base, store, points[i])
                                             for s in range(1, cfg.seeds) for i, t in enumerate(cfg.targets)])[m]
             reruns = [merge_targets([again[(s - 1) * T + i]["curve"][0] for i in range(T)], cfg.targets) for s in range(1, cfg.seeds)]
-            summary["selected"] = curves.seed_summary(summary["selected"], reruns, view)
-        methods[display_name(m)] = {"method": m, **summary, "training": [r["training"] for r in done[m]]}
+            summary["selected"] = curves.seed_summary(sel, reruns, view)
+        recipe = taken[m].get("recipe") if m in taken else recipes[m]
+        methods[display_name(m)] = {"method": m, "recipe": recipe, **summary, "training": training}
     timings = {**before_timings, **store.timings, "total, this invocation": {"seconds": round(time.time() - t0, 1), "reused": False}}
     return write_curves(cfg, befores, methods, timings, str(store.root), show)
 
@@ -450,7 +463,7 @@ def write_curves(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]], method
         f"{', '.join(f'{a:g}' for a in cfg.ulmr_alphas)}, {common.ulmr_term(cfg.answer_weight, cfg.retain_loss)}.",
         f"selection rule: {view.rule.describe()}; chosen on half of each target's forget probes and forget MIA texts "
         f"(selection half), reported on the other half (report half; neighbour and utility sets whole); † = no point held utility. "
-        f"Seeds {cfg.seeds}.",
+        + common.seeds_note(cfg.seeds, cfg.seed_methods),
     ]
     notes += common.dfr_notes(cfg.methods, {v["method"]: [{"training": t} for t in v["training"]] for v in methods.values()})
     payload = {"benchmark": "rwku", "settings": cfg.model_dump(mode="json"), "stages": stages, "timings": dict(timings),

@@ -116,6 +116,7 @@ def rwku_cmd(
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Unlearning runs per method and target (seeds 0..N-1; default 1; curves: the selected point rerun at seeds 1..N-1)."),
     seed_methods: Optional[str] = typer.Option(None, "--seed-methods", help="Comma-separated methods whose selected point is rerun at --seeds (curves protocol; default every method)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default runs/bench/rwku); rerunning into it resumes."),
+    curves_from: Optional[Path] = typer.Option(None, "--curves-from", help="A previous curves run's results.json with the same settings: the methods it holds keep its seed-0 curve and selected point; only their seed reruns (--seeds) run."),
     lr: Optional[float] = typer.Option(None, help="Unlearning learning rate of every method (curves: each method's own by model size; equal-steps: 5e-5, the laptop setting for a 135M model)."),
     epochs: Optional[float] = typer.Option(None, help="Unlearning epochs over --limit-train items (curves: each method's own; equal-steps: 1, fixing the step count of every method)."),
     batch_size: Optional[int] = typer.Option(None, help="Unlearning batch size (4)."),
@@ -135,7 +136,7 @@ def rwku_cmd(
 
     cfg = validated(RwkuBenchConfig, model=model, data=data, targets=_numbers(targets, "--targets", int, "integers"), methods=_csv(methods, "--methods"),
                  limit_train=limit_train, limit=limit, utility=utility, protocol=protocol, curve_points=curve_points, ulmr_alphas=_numbers(ulmr_alphas, '--ulmr-alphas', float, 'numbers'),
-                 allow_extrapolation=allow_extrapolation, seeds=seeds, seed_methods=_csv(seed_methods, "--seed-methods"), out=out, lr=lr, epochs=epochs,
+                 allow_extrapolation=allow_extrapolation, seeds=seeds, seed_methods=_csv(seed_methods, "--seed-methods"), out=out, curves_from=curves_from, lr=lr, epochs=epochs,
                  batch_size=batch_size, max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, retain_loss=retain_loss, anchor=anchor, eval_batch_size=eval_batch_size)
     _threads(threads)
     res = run_rwku_bench(cfg)
