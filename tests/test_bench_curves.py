@@ -212,6 +212,14 @@ def test_seed_methods_rerun_only_the_named_methods(tiny_model_dir, tiny_tofu, tm
     md = Path(res["paths"]["markdown"]).read_text(encoding="utf-8")
     assert "Seeds 2 for Gradient Ascent" in md
 
+    # --curves-from: both seed-0 curves taken from that run (GA's seed fields dropped), NPO's point rerun at seed 1
+    later = run_tofu_bench(_cfg(tiny_model_dir, tiny_tofu, tmp_path / "later", ["ga", "npo"], seeds=2, seed_methods=["npo"],
+                                curves_from=res["paths"]["json"]), show=False)
+    assert sorted(p.name for p in Path(later["stages"]).iterdir()) == ["npo-seed1", "npo-seed1.json"]
+    ga2, npo2 = (later["methods"][n]["selected"] for n in ("Gradient Ascent", "NPO"))
+    assert "seeds" not in ga2 and ga2["metrics"] == ga["metrics"] and npo2["seeds"] == [0, 1] and npo2["per_seed"][0] == npo["metrics"]
+    assert later["methods"]["NPO"]["curve"] == res["methods"]["NPO"]["curve"]
+
 
 def test_seed_methods_must_be_benched_methods_under_the_curves_protocol(tofu_dir):
     with pytest.raises(ValueError, match="not among the benched methods"):

@@ -76,6 +76,9 @@ class TofuBenchConfig(common.MethodDataOptions, curves.ProtocolChecks):
         "curves", description="curves: every method at its own defaults, evaluated along its run (ULMR: at several α), one point "
         "chosen per method by the selection rule; equal-steps: every method at one shared budget (the tables before 2026-12)")
     curve_points: Count = Field(4, description="points evaluated along each gradient method's run (curves protocol)")
+    curves_from: Optional[Path] = Field(
+        None, description="a previous curves run's results.json with the same settings: the methods it holds keep its seed-0 "
+        "curve and selected point, and only their seed reruns run")
     seeds: Count = 1
     seed_methods: Optional[list[str]] = Field(
         None, description="the methods whose selected point is rerun at --seeds (curves protocol; default every method)")
@@ -375,6 +378,7 @@ class _Run:
 def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
     """Run the whole protocol (resuming from ``cfg.out``) and write the outputs; returns results.json's content."""
     t0 = time.time()
+    prior = curves.Prior.load(cfg.curves_from if cfg.protocol == "curves" else None, cfg.model_dump(mode="json"))
     forget, retain = training_sets(cfg)
     sets = load_tofu(cfg.data, cfg.forget_split)
     timings: dict[str, dict[str, Any]] = {}
@@ -385,7 +389,7 @@ def run_tofu_bench(cfg: TofuBenchConfig, show: bool = True) -> dict[str, Any]:
     timings.update(refs.timings)
     store = StageStore(cfg.out / "stages" / stage_key(cfg, target_dir, retain_dir))
     run = _Run(cfg, forget, retain, sets, target_dir, retain_dir, store, ref, tgt, timings, t0, anchor_rows(cfg, forget, sets))
-    return _equal_steps(run, show) if cfg.protocol == "equal-steps" else _curves(run, show)
+    return _equal_steps(run, show) if cfg.protocol == "equal-steps" else _curves(run, show, prior)
 
 
 def _equal_steps(run: _Run, show: bool) -> dict[str, Any]:
@@ -415,24 +419,30 @@ def _with_reference(point: dict[str, Any], reference: list[float]) -> dict[str, 
     return {**point, "per_item": {**point["per_item"], "forget:ref_ratio": list(reference)}}
 
 
-def _curves(run: _Run, show: bool) -> dict[str, Any]:
-    """Every method at its own defaults along its curve; one point per method chosen by the rule on the selection
-    half, reported on the report half (seeds > 1: the selected point rerun at seeds 1..N-1)."""
+def _curves(run: _Run, show: bool, prior: curves.Prior) -> dict[str, Any]:
+    """Every method at its own defaults along its curve (or its curve from ``prior``); one point per method chosen
+    by the rule on the selection half, reported on the report half (seeds > 1: the selected point rerun at seeds
+    1..N-1)."""
     cfg, reference = run.cfg, run.ref["forget_ratios"]
     view = curves.View(metrics_from_items, lambda g: g == "forget", tofu_rule(run.tgt["metrics"]["MU"], run.ref["metrics"]["MU"]))
+    refs = {"Base (target)": curves.reference_summary(_with_reference(run.tgt, reference), view),
+            Retrain.display_name: curves.reference_summary(_with_reference(run.ref, reference), view)}
+    prior.check_references(refs)
     job = lambda m, s, only=None: curve_job(cfg, m, s, run.target_dir, run.forget, run.retain_side(m), run.sets, reference, run.store, only)  # noqa: E731
-    done = common.run_jobs(run.store, [job(m, 0) for m in run.methods])
+    taken = {m: p for m in run.methods if (p := prior.take(m, job(m, 0).recipe)) is not None}
+    done = common.run_jobs(run.store, [job(m, 0) for m in run.methods if m not in taken])
     methods: dict[str, dict[str, Any]] = {}
     for m in run.methods:
-        res = done[m][0]
-        summary = curves.summarise([_with_reference(p, reference) for p in res["curve"]], view)
+        if m in taken:
+            summary, training, recipe = {k: taken[m][k] for k in ("curve", "selected")}, taken[m]["training"], taken[m].get("recipe")
+        else:
+            res = done[m][0]
+            summary, training, recipe = curves.summarise([_with_reference(p, reference) for p in res["curve"]], view), res["training"], res.get("recipe")
         if common.reruns_seeds(cfg.seeds, cfg.seed_methods, m):
             point = summary["selected"]["point"]
             again = common.run_jobs(run.store, [job(m, s, point) for s in range(1, cfg.seeds)])[m]
             summary["selected"] = curves.seed_summary(summary["selected"], [_with_reference(r["curve"][0], reference) for r in again], view)
-        methods[display_name(m)] = {"method": m, **summary, "training": res["training"]}
-    refs = {"Base (target)": curves.reference_summary(_with_reference(run.tgt, reference), view),
-            Retrain.display_name: curves.reference_summary(_with_reference(run.ref, reference), view)}
+        methods[display_name(m)] = {"method": m, "recipe": recipe, **summary, "training": training}
     rows = curves.curve_rows(refs, methods)
     n_sel, n_rep = (len(h) for h in split_items(run.ref["n"]["forget"], curves.SPLIT_SEED))
     notes = run.notes()

@@ -60,6 +60,7 @@ def tofu_cmd(
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Unlearning runs per method (seeds 0..N-1; default 1; curves: the selected point rerun at seeds 1..N-1); the table shows mean and spread."),
     seed_methods: Optional[str] = typer.Option(None, "--seed-methods", help="Comma-separated methods whose selected point is rerun at --seeds (curves protocol; default every method)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default runs/bench/tofu); rerunning into it resumes."),
+    curves_from: Optional[Path] = typer.Option(None, "--curves-from", help="A previous curves run's results.json with the same settings: the methods it holds keep its seed-0 curve and selected point; only their seed reruns (--seeds) run."),
     train_retain: Optional[int] = typer.Option(None, help="Retain QA in the training set (mini: 160)."),
     eval_forget: Optional[int] = typer.Option(None, help="Forget items evaluated (mini: 40)."),
     eval_retain: Optional[int] = typer.Option(None, help="Retain items evaluated (mini: 40)."),
@@ -90,7 +91,7 @@ def tofu_cmd(
 
     cfg = validated(TofuBenchConfig, model=model, data=data, forget_split=forget_split, methods=_csv(methods, "--methods"), scale=scale,
                  protocol=protocol, curve_points=curve_points, ulmr_alphas=_numbers(ulmr_alphas, '--ulmr-alphas', float, 'numbers'),
-                 allow_extrapolation=allow_extrapolation, seeds=seeds, seed_methods=_csv(seed_methods, "--seed-methods"), out=out, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
+                 allow_extrapolation=allow_extrapolation, seeds=seeds, seed_methods=_csv(seed_methods, "--seed-methods"), out=out, curves_from=curves_from, train_retain=train_retain, eval_forget=eval_forget, eval_retain=eval_retain,
                  eval_real_authors=eval_real_authors, eval_world_facts=eval_world_facts, max_new_tokens=max_new_tokens,
                  ft_lr=ft_lr, ft_epochs=ft_epochs, ft_batch_size=ft_batch_size, lr=lr, epochs=epochs, batch_size=batch_size,
                  max_steps=max_steps, alpha=alpha, answer_weight=answer_weight, retain_loss=retain_loss, anchor=anchor, generator=generator, eval_batch_size=eval_batch_size)
