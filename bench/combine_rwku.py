@@ -5,9 +5,10 @@ usage: python bench/combine_rwku.py RUN_DIR OTHER/results.json [...] --out DIR
 RUN_DIR is a run whose stage files are still there (its Before stages give the reference row, the split and
 the selection rule's thresholds); each OTHER results.json adds its methods (curve, selected point, training)
 as it stored them. A method's summary depends only on its own curve and on Before, so joining is exact when
-every run used the same settings apart from --methods and --out and evaluated Before identically; both are
-checked (Before to within 1e-3 on the tables' scale), and the script exits 1 otherwise. For a lost stage directory: when stages survive, rerunning the bench
-with every method into one --out reuses them, which is the usual way.
+every run used the same settings apart from --methods, --out, --seeds and --seed-methods and evaluated Before
+alike; both are checked as `--curves-from` checks them (Before to 1e-4 relative), and the script exits 1
+otherwise. Methods rerun at several seeds keep their seeds; the table note says which. This is for a lost stage
+directory: while stages survive, rerunning the bench with every method into one --out reuses them.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from pathlib import Path
 from ulmr.benchmarks import curves
 from ulmr.benchmarks.common import StageStore
 from ulmr.benchmarks.rwku_bench import BENCH, RwkuBenchConfig, before_key, merge_targets, selection_view, write_curves
+from ulmr.errors import ConfigError
 from ulmr.methods.registry import method_names
-
-FREE = {"methods", "out", "seed_methods"}  # settings that may differ between the joined runs
-TOL = 1e-3  # on the tables' scale (x100; they print 2 decimals): float rounding of a rerun moves MIA NLLs by ~1e-5
 
 
 def main() -> None:
@@ -36,34 +35,32 @@ def main() -> None:
     t0 = time.time()
     run = json.loads((args.run_dir / "results.json").read_text(encoding="utf-8"))
     others = [json.loads(p.read_text(encoding="utf-8")) for p in args.others]
-    settings = run["settings"]
-    for path, o in zip(args.others, others):
-        differ = sorted(k for k in set(settings) | set(o["settings"]) if k not in FREE and settings.get(k) != o["settings"].get(k))
-        if o.get("benchmark") != "rwku" or "methods" not in o or differ:
-            sys.exit(f"{path}: not a curves run of the same settings (differs in: {', '.join(differ) or 'protocol'})")
+    try:  # the checks of --curves-from: same settings, and (below) the same Before
+        priors = [curves.Prior.load(p, run["settings"]) for p in args.others]
+    except ConfigError as e:
+        sys.exit(str(e))
     methods = {**{n: s for o in others for n, s in o["methods"].items()}, **run["methods"]}
     order = {m: i for i, m in enumerate(method_names(BENCH))}
     methods = dict(sorted(methods.items(), key=lambda kv: order.get(kv[1]["method"], len(order))))
-    cfg = RwkuBenchConfig(**{**settings, "out": args.out, "methods": [s["method"] for s in methods.values()]})
+    seeds = {s["method"]: len(s["selected"].get("seeds", [0])) for s in methods.values()}
+    n_seeds = max(seeds.values())
+    cfg = RwkuBenchConfig(**{**run["settings"], "out": args.out, "methods": list(seeds), "seeds": n_seeds,
+                             "seed_methods": [m for m, n in seeds.items() if n > 1] if n_seeds > 1 else None})
     store = StageStore(args.run_dir / "stages" / f"before-{before_key(cfg)}")
     befores = [store.get(f"t{t}/before") for t in cfg.targets]
     if any(b is None for b in befores):
         sys.exit(f"{store.root}: Before stages missing for targets {cfg.targets}")
-    before = merge_targets(befores, cfg.targets)["metrics"]
-    ours = curves.reference_summary(merge_targets(befores, cfg.targets), selection_view(cfg, befores), n_resamples=10)["metrics"]
-    for path, o in zip(args.others, others):
-        theirs = o["references"]["Before"]["metrics"]
-        diffs = {k: abs((ours[k] or 0) - (theirs.get(k) or 0)) for k in ours}
-        worst = max(diffs, key=diffs.get)
-        print(f"{path}: Before (report half) max |diff| {diffs[worst]:.3g} ({worst}) against {args.run_dir}")
-        if diffs[worst] > TOL:
-            sys.exit(f"{path}: its Before differs from {args.run_dir}'s by more than {TOL:g}; rerun it instead of joining")
+    before = curves.reference_summary(merge_targets(befores, cfg.targets), selection_view(cfg, befores), n_resamples=10)
+    try:
+        for prior in priors:
+            prior.check_references({"Before": before})
+    except ConfigError as e:
+        sys.exit(str(e))
     timings = {k: v for r in (*others, run) for k, v in r["timings"].items() if not k.startswith("total")}
     timings["total, this invocation"] = {"seconds": round(time.time() - t0, 1), "reused": False}
     stages = "; ".join([run["stages"], *(o["stages"] for o in others)])
-    print(f"Before Forget All (all items) {before['forget.All']:.4f}; joining {', '.join(methods)}")
+    print(f"joining {', '.join(methods)} (Before as in {args.run_dir}, matched by {', '.join(map(str, args.others))})")
     write_curves(cfg, befores, methods, timings, stages)
-
 
 if __name__ == "__main__":
     main()
