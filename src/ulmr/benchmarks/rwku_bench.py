@@ -334,10 +334,13 @@ def _notes(cfg: RwkuBenchConfig, before: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _payload(cfg: RwkuBenchConfig, store: StageStore, t0: float, before_timings: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    timings = {**before_timings, **store.timings}
-    timings["total, this invocation"] = {"seconds": round(time.time() - t0, 1), "reused": False}
-    return {"benchmark": "rwku", "settings": cfg.model_dump(mode="json"), "stages": str(store.root), "timings": timings, **extra}
+def _timings(before_timings: Mapping[str, Any], store: StageStore, t0: float) -> dict[str, Any]:
+    """Every stage's wall time (Before, then the store's) and this invocation's total."""
+    return {**before_timings, **store.timings, "total, this invocation": {"seconds": round(time.time() - t0, 1), "reused": False}}
+
+
+def _payload(cfg: RwkuBenchConfig, stages: str, timings: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"benchmark": "rwku", "settings": cfg.model_dump(mode="json"), "stages": stages, "timings": dict(timings), **extra}
 
 
 def run_rwku_bench(cfg: RwkuBenchConfig, show: bool = True) -> dict[str, Any]:
@@ -375,7 +378,7 @@ def _equal_steps(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, 
                  f"lr {cfg.lr or EQUAL_STEPS_LR:g}, batch {cfg.batch_size} x {cfg.grad_accum}; ULMR alpha {cfg.alpha:g}, "
                  f"{common.ulmr_term(cfg.answer_weight, cfg.retain_loss)}; seeds {cfg.seeds}.")
     notes += common.dfr_notes(cfg.methods, done)
-    payload = _payload(cfg, store, t0, before_timings, unlearning_steps=steps,
+    payload = _payload(cfg, str(store.root), _timings(before_timings, store, t0), unlearning_steps=steps,
                        per_target={f"{label}": [r["metrics"] for r in res] for label, res in done.items()},
                        training={m: [r.get("training") for r in done[m]] for m in cfg.methods})
     scatter = Scatter("forget.All", "neighbor.All", "Forget All (ROUGE-L recall x100, lower = forgotten)",
@@ -439,8 +442,7 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
             summary["selected"] = curves.seed_summary(sel, reruns, view)
         recipe = taken[m].get("recipe") if m in taken else recipes[m]
         methods[display_name(m)] = {"method": m, "recipe": recipe, **summary, "training": training}
-    timings = {**before_timings, **store.timings, "total, this invocation": {"seconds": round(time.time() - t0, 1), "reused": False}}
-    return write_curves(cfg, befores, methods, timings, str(store.root), show)
+    return write_curves(cfg, befores, methods, _timings(before_timings, store, t0), str(store.root), show)
 
 
 def selection_view(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]]) -> curves.View:
@@ -466,8 +468,7 @@ def write_curves(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]], method
         + common.seeds_note(cfg.seeds, cfg.seed_methods),
     ]
     notes += common.dfr_notes(cfg.methods, {v["method"]: [{"training": t} for t in v["training"]] for v in methods.values()})
-    payload = {"benchmark": "rwku", "settings": cfg.model_dump(mode="json"), "stages": stages, "timings": dict(timings),
-               "rule": view.rule.describe(), "methods": dict(methods), "references": refs}
+    payload = _payload(cfg, stages, timings, rule=view.rule.describe(), methods=dict(methods), references=refs)
     title = TITLE.format(model=cfg.model, targets=", ".join(map(str, cfg.targets)))
     plot = lambda path: curves.curve_png(path, methods, {n: r["metrics"] for n, r in refs.items()}, "neighbor.All", "forget.All",  # noqa: E731
                                          "Neighbour All (ROUGE-L recall x100, higher = kept)",
