@@ -164,6 +164,12 @@ def test_tofu_bench_curves_select_on_one_half_and_report_the_other(tiny_model_di
     saved = json.loads(res["paths"]["json"].read_text(encoding="utf-8"))
     assert set(saved["methods"]["ULMR"]) >= {"curve", "selected"} and saved["rule"].startswith("lowest forget.R")
     assert saved["references"]["Retraining"]["metrics"]["FQ"] == pytest.approx(1.0)
+    # every point keeps its per-item values (all items): the report-half row comes back from them
+    for point in saved["methods"]["Gradient Ascent"]["curve"] + [saved["references"]["Base (target)"]]:
+        again = metrics_from_items(halves(point["per_item"], lambda g: g == "forget")[1])
+        want = point.get("report_half", point["metrics"])
+        assert len(point["per_item"]["forget:R"]) == 4
+        assert all(again[k] == pytest.approx(v, rel=1e-4, abs=1e-6) for k, v in want.items() if v is not None), (again, want)
 
     # resume: a lost point is evaluated again, the other points are reused (training reruns, evaluation does not)
     (Path(res["stages"]) / "ga-seed0" / "step2.json").unlink()
@@ -198,6 +204,9 @@ def test_tofu_bench_curves_rerun_the_selected_point_at_other_seeds(tiny_model_di
         assert sel["spread"][k] == pytest.approx(statistics.stdev(vals))
     row = res["rows"][-1]
     assert row.seeds == 2 and row.metrics == sel["mean"]
+    (items,) = sel["per_seed_items"]  # seed 1's per-item values give its row
+    rep = metrics_from_items(halves(items, lambda g: g == "forget")[1])
+    assert rep["forget.R"] == pytest.approx(sel["per_seed"][1]["forget.R"], rel=1e-4)
 
 
 def test_seed_methods_rerun_only_the_named_methods(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):

@@ -169,6 +169,12 @@ class View:
     rule: Rule
 
 
+def item_values(per_item: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """Per-item values as ``results.json`` keeps them: floats to 6 significant digits (the metrics are means of
+    hundreds of items, shown to 2 decimals), so a run's file stays small enough to commit."""
+    return {k: [float(f"{v:.6g}") if isinstance(v, (int, float)) else v for v in vals] for k, vals in per_item.items()}
+
+
 def half_metrics(point: Mapping[str, Any], view: View) -> tuple[dict[str, float | None], dict[str, float | None]]:
     """(selection-half metrics, report-half metrics) of one point."""
     sel, rep = halves(point["per_item"], view.is_forget, SPLIT_SEED)
@@ -176,15 +182,16 @@ def half_metrics(point: Mapping[str, Any], view: View) -> tuple[dict[str, float 
 
 
 def summarise(curve: Sequence[Mapping[str, Any]], view: View, n_resamples: int = 1000) -> dict[str, Any]:
-    """``{"curve": [...], "selected": {...}}``: every point with its settings, cost and metrics (all items,
-    selection half, report half); the point :func:`ulmr.selection.select` picks on the selection half, its
+    """``{"curve": [...], "selected": {...}}``: every point with its settings, cost, metrics (all items,
+    selection half, report half) and per-item values (:func:`item_values`); the point :func:`ulmr.selection.select` picks on the selection half, its
     report-half metrics and their 95% bootstrap intervals."""
     points, sel_rows = [], []
     for p in curve:
         sel, rep = half_metrics(p, view)
         sel_rows.append(sel)
         points.append({"point": p.get("point", {}), "cost": p.get("cost", {}), "metrics": p["metrics"],
-                       "selection_half": sel, "report_half": rep, "seconds": p.get("seconds")})
+                       "selection_half": sel, "report_half": rep, "seconds": p.get("seconds"),
+                       "per_item": item_values(p["per_item"])})
     choice = select(sel_rows, view.rule)
     chosen = points[choice.index]
     _, rep_items = halves(curve[choice.index]["per_item"], view.is_forget, SPLIT_SEED)
@@ -197,10 +204,11 @@ def summarise(curve: Sequence[Mapping[str, Any]], view: View, n_resamples: int =
 
 
 def reference_summary(point: Mapping[str, Any], view: View, n_resamples: int = 1000) -> dict[str, Any]:
-    """A one-point model (target, retain, Before): its report-half metrics and their intervals."""
+    """A one-point model (target, retain, Before): its report-half metrics, their intervals and its per-item values."""
     _, rep_items = halves(point["per_item"], view.is_forget, SPLIT_SEED)
     ci = bootstrap_intervals(rep_items, view.metrics_of, n_resamples=n_resamples)
-    return {"metrics": view.metrics_of(rep_items), "ci95": {k: list(v) if v else None for k, v in ci.items()}}
+    return {"metrics": view.metrics_of(rep_items), "ci95": {k: list(v) if v else None for k, v in ci.items()},
+            "per_item": item_values(point["per_item"])}
 
 
 def describe_point(point: Mapping[str, Any]) -> str:
@@ -292,18 +300,20 @@ def interval_table(title: str, references: Mapping[str, Mapping[str, Any]], meth
 
 def seed_summary(selected: dict[str, Any], reruns: Sequence[Mapping[str, Any]], view: View) -> dict[str, Any]:
     """``selected`` with ``seeds``, ``per_seed``, ``mean`` and ``spread`` (sample std) of the report-half metrics
-    over seed 0 (the curve's point) and ``reruns`` (the same point at the other seeds)."""
+    over seed 0 (the curve's point) and ``reruns`` (the same point at the other seeds), and ``per_seed_items``
+    (the reruns' per-item values; seed 0's are the curve point's)."""
     rows = [selected["metrics"]] + [half_metrics(r, view)[1] for r in reruns]
     mean, spread = {}, {}
     for k in rows[0]:
         vals = [float(r[k]) for r in rows if r.get(k) is not None and math.isfinite(r[k])]
         mean[k] = statistics.fmean(vals) if vals else None
         spread[k] = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return {**selected, "seeds": list(range(len(rows))), "per_seed": rows, "mean": mean, "spread": spread}
+    return {**selected, "seeds": list(range(len(rows))), "per_seed": rows, "mean": mean, "spread": spread,
+            "per_seed_items": [item_values(r["per_item"]) for r in reruns]}
 
 
 # --------------------------------------------------------------------------- a previous run's curves
-SEED_FIELDS = ("seeds", "per_seed", "mean", "spread")
+SEED_FIELDS = ("seeds", "per_seed", "mean", "spread", "per_seed_items")
 NOT_COMPARED = ("methods", "out", "seeds", "seed_methods", "curves_from")  # options that may differ from the earlier run
 REFERENCE_RTOL = 1e-4  # a reference model evaluated again on another machine moves by float rounding (~1e-7 relative)
 

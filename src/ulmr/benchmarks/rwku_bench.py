@@ -419,9 +419,9 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
     T = len(cfg.targets)
     before_timings: dict[str, Any] = {}
     befores = _befores(cfg, base, before_timings)
-    view = selection_view(cfg, befores)
-    prior.check_references({"Before": curves.reference_summary(merge_targets(befores, cfg.targets), view, n_resamples=10)})
-    recipes = {m: curve_job(cfg, m, 0, cfg.targets[0], base, store).recipe for m in cfg.methods}
+    view, refs = selection_view(cfg, befores), before_reference(cfg, befores)
+    prior.check_references(refs)
+    recipes = {m: common.recipe_key(_train_config(cfg, m, 0, cfg.max_steps or -1)) for m in cfg.methods}  # seed 0's
     taken = {m: p for m in cfg.methods if (p := prior.take(m, recipes[m])) is not None}
     jobs = [curve_job(cfg, m, 0, t, base, store) for t in cfg.targets for m in cfg.methods if m not in taken]
     done = common.run_jobs(store, jobs)  # label -> results in target order
@@ -442,7 +442,7 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
             summary["selected"] = curves.seed_summary(sel, reruns, view)
         recipe = taken[m].get("recipe") if m in taken else recipes[m]
         methods[display_name(m)] = {"method": m, "recipe": recipe, **summary, "training": training}
-    return write_curves(cfg, befores, methods, _timings(before_timings, store, t0), str(store.root), show)
+    return write_curves(cfg, befores, methods, _timings(before_timings, store, t0), str(store.root), show, refs)
 
 
 def selection_view(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]]) -> curves.View:
@@ -451,12 +451,19 @@ def selection_view(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]]) -> c
     return curves.View(targets_metrics(cfg.targets), is_forget_group, rwku_rule(b["neighbor.All"], b.get("Easy")))
 
 
+def before_reference(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The reference row: Before merged over targets, its report-half metrics and intervals."""
+    return {"Before": curves.reference_summary(merge_targets(befores, cfg.targets), selection_view(cfg, befores))}
+
+
 def write_curves(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]], methods: Mapping[str, dict[str, Any]],
-                 timings: Mapping[str, Any], stages: str, show: bool = True) -> dict[str, Any]:
+                 timings: Mapping[str, Any], stages: str, show: bool = True,
+                 refs: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The curves protocol's outputs in ``cfg.out`` from the Before stages and each method's summary
-    (``{"method", "curve", "selected", "training"}``, as :func:`_curves` builds them)."""
+    (``{"method", "curve", "selected", "training"}``, as :func:`_curves` builds them); ``refs`` as
+    :func:`before_reference` gives them (computed when not given)."""
     view = selection_view(cfg, befores)
-    refs = {"Before": curves.reference_summary(merge_targets(befores, cfg.targets), view)}
+    refs = refs or before_reference(cfg, befores)
     rows = curves.curve_rows(refs, methods)
     notes = _notes(cfg, befores)
     notes[2:2] = [
