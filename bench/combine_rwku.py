@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ulmr.benchmarks import curves
 from ulmr.benchmarks.common import StageStore
-from ulmr.benchmarks.rwku_bench import BENCH, RwkuBenchConfig, before_key, merge_targets, selection_view, write_curves
+from ulmr.benchmarks.rwku_bench import BENCH, RwkuBenchConfig, before_key, before_reference, write_curves
 from ulmr.errors import ConfigError
 from ulmr.methods.registry import method_names
 
@@ -50,17 +50,17 @@ def main() -> None:
     befores = [store.get(f"t{t}/before") for t in cfg.targets]
     if any(b is None for b in befores):
         sys.exit(f"{store.root}: Before stages missing for targets {cfg.targets}")
-    before = curves.reference_summary(merge_targets(befores, cfg.targets), selection_view(cfg, befores), n_resamples=10)
+    refs = before_reference(cfg, befores)
     try:
         for prior in priors:
-            prior.check_references({"Before": before})
+            prior.check_references(refs)
     except ConfigError as e:
         sys.exit(str(e))
     timings = {k: v for r in (*others, run) for k, v in r["timings"].items() if not k.startswith("total")}
     timings["total, this invocation"] = {"seconds": round(time.time() - t0, 1), "reused": False}
     stages = "; ".join([run["stages"], *(o["stages"] for o in others)])
     print(f"joining {', '.join(methods)} (Before as in {args.run_dir}, matched by {', '.join(map(str, args.others))})")
-    write_curves(cfg, befores, methods, timings, stages)
+    write_curves(cfg, befores, methods, timings, stages, refs=refs)
 
 if __name__ == "__main__":
     main()
