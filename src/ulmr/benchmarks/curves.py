@@ -183,8 +183,9 @@ def half_metrics(point: Mapping[str, Any], view: View) -> tuple[dict[str, float 
 
 def summarise(curve: Sequence[Mapping[str, Any]], view: View, n_resamples: int = 1000) -> dict[str, Any]:
     """``{"curve": [...], "selected": {...}}``: every point with its settings, cost, metrics (all items,
-    selection half, report half) and per-item values (:func:`item_values`); the point :func:`ulmr.selection.select` picks on the selection half, its
-    report-half metrics and their 95% bootstrap intervals."""
+    selection half, report half) and per-item values (:func:`item_values`); the point
+    :func:`ulmr.selection.select` picks on the selection half, its report-half metrics and their 95% bootstrap
+    intervals."""
     points, sel_rows = [], []
     for p in curve:
         sel, rep = half_metrics(p, view)
