@@ -1,0 +1,135 @@
+"""Ablation: ULMR on RWKU with α chosen per run by `--alpha auto` instead of the bench's fixed selected α.
+
+usage: python bench/rwku_alpha_auto.py RUN_DIR --targets 111,106,31 --seeds 2 --out DIR
+
+RUN_DIR is a `ulmr bench rwku` curves run (its settings, Before stages and, where present, its D_fr generation
+caches are reused). For each target and seed this trains ULMR's p_f exactly as the bench does (same data, recipe
+and seed; the stage key is checked), then
+
+- runs the `--alpha auto` sweep of `ulmr unlearn` (:func:`ulmr.sweep.sweep` over ``AUTO_ALPHAS`` on the run's
+  held-out probe rewrites, the built-in anchor answered by the base model, the easy utility set) and takes
+  :func:`ulmr.sweep.select_alpha`'s α: what the tool chooses without seeing any RWKU evaluation item;
+- evaluates RWKU (the bench's `evaluate`) at the bench's fixed α (0.4), at 0.2 and 0.3, and at the auto α.
+
+One JSON per (target, seed) in DIR (resumable: done pairs are skipped); then the report half of each α rule,
+merged over targets as the bench merges them, per seed, as a Markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from ulmr.atomic import write_json
+from ulmr.benchmarks import common, curves
+from ulmr.benchmarks.common import StageStore
+from ulmr.benchmarks.rwku_bench import (
+    RwkuBenchConfig,
+    _folder,
+    _train_config,
+    anchor_rows,
+    before_key,
+    evaluate,
+    forget_texts,
+    merge_targets,
+    method_data,
+    reject_records,
+    selection_view,
+    stage_key,
+)
+from ulmr.config import BackendConfig, GenerateConfig
+from ulmr.data.records import QARecord
+from ulmr.merge import Interpolator
+from ulmr.methods.registry import method_class
+from ulmr.models import base_weights_dir, cached_model_dir, load
+from ulmr.pipeline import make_backend, run_generation
+from ulmr.sweep import AUTO_ALPHAS, select_alpha, sweep
+
+FIXED = 0.4  # the bench's selected α at seed 0 (docs/results/rwku.md)
+EXTRA = (0.2, 0.3)
+
+
+def probe_items(cfg: RwkuBenchConfig, target: int, base: str, work: Path, seed: int) -> list[QARecord]:
+    """The held-out probe rewrites of the run's generation stage (the same cache method_data fills)."""
+    model, tok = load(base)
+    records = reject_records(_folder(cfg.data, target), cfg.limit_train, model, tok, cfg.answer_tokens, cfg.eval_batch_size)
+    gen = GenerateConfig(seed=seed, max_new_tokens=cfg.gen_max_new_tokens, gen_batch_size=cfg.eval_batch_size,
+                         filters=method_class("ulmr").generation_filters)
+    res = run_generation(gen, records, make_backend(BackendConfig(), model, tok), work)
+    return [QARecord(p["question"], p["answer"]) for p in res.probes]
+
+
+def one_run(cfg: RwkuBenchConfig, target: int, seed: int, base: str) -> dict:
+    t0 = time.time()
+    forget, retain, info = method_data(cfg, "ulmr", target, base, cfg.out, seed)
+    gen_work = cfg.out / "work" / (f"t{target}-ulmr-generation" + (f"-seed{seed}" if seed else ""))
+    probes = probe_items(cfg, target, base, gen_work, seed)
+    subject, _ = forget_texts(_folder(cfg.data, target), cfg.limit_train)
+    anchor = anchor_rows(cfg, target, base, subject)
+    tcfg = _train_config(cfg, "ulmr", seed, cfg.max_steps or -1)
+    model, tok, res = common.train_model(base, forget, retain, tcfg, cfg.out / "work" / f"t{target}-seed{seed}-train")
+    t_train = time.time()
+    points = sweep(model, tok, base_weights_dir(base), AUTO_ALPHAS, probes, anchor)
+    alpha, rule = select_alpha(points)
+    t_sweep = time.time()
+    interp, evals = Interpolator(model, base_weights_dir(base)), {}
+    for a in sorted({FIXED, *EXTRA, alpha}):
+        interp.set(a)
+        evals[f"{a:g}"] = evaluate(model, tok, cfg, target)
+    return {"target": target, "seed": seed, "auto_alpha": alpha, "rule": rule, "sweep": [p.as_dict() for p in points],
+            "rwku": evals, "probe_items": len(probes), "anchor_items": len(anchor), "training": curves.training_record(res, info),
+            "seconds": {"data_and_training": round(t_train - t0, 1), "auto_sweep": round(t_sweep - t_train, 1),
+                        "rwku_evaluations": round(time.time() - t_sweep, 1)}}
+
+
+def report(cfg: RwkuBenchConfig, run_dir: Path, out: Path, targets: list[int], seeds: list[int]) -> None:
+    store = StageStore(run_dir / "stages" / f"before-{before_key(cfg)}")
+    befores = [store.get(f"t{t}/before") for t in targets]
+    view = selection_view(cfg.model_copy(update={"targets": targets}), befores)
+    keys = ("forget.All", "neighbor.All", "Easy", "over_refusal")
+    print(f"| seed | α rule | α per target | {' | '.join(keys)} (report half, mean over targets) |")
+    print("|---|---|---|---|---|---|---|")
+    for s in seeds:
+        runs = [json.loads((out / f"t{t}-seed{s}.json").read_text()) for t in targets]
+        for name, pick in (("fixed 0.4", lambda r: f"{FIXED:g}"), ("0.2", lambda r: "0.2"), ("0.3", lambda r: "0.3"),
+                           ("auto", lambda r: f"{r['auto_alpha']:g}")):
+            pts = [r["rwku"][pick(r)] for r in runs]
+            _, rep = curves.half_metrics(merge_targets(pts, targets), view)
+            print(f"| {s} | {name} | {' / '.join(pick(r) for r in runs)} | "
+                  + " | ".join("-" if rep.get(k) is None else f"{rep[k] * 100:.2f}" for k in keys) + " |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--targets", default="111,106,31")
+    ap.add_argument("--seeds", default="2")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args()
+    settings = json.loads((args.run_dir / "results.json").read_text(encoding="utf-8"))["settings"]
+    cfg = RwkuBenchConfig(**{**settings, "out": args.out})
+    ref = RwkuBenchConfig(**settings)
+    assert stage_key(cfg) == stage_key(ref), "settings differ from the run's"
+    targets, seeds = [int(t) for t in args.targets.split(",")], [int(s) for s in args.seeds.split(",")]
+    base = cached_model_dir(cfg.model)
+    for s in seeds:
+        for t in targets:
+            path = args.out / f"t{t}-seed{s}.json"
+            if not args.report_only and not path.exists():
+                src = args.run_dir / "work" / (f"t{t}-ulmr-generation" + (f"-seed{s}" if s else ""))
+                dst = args.out / "work" / src.name
+                if src.exists() and not dst.exists():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    (dst).mkdir()
+                    for f in src.iterdir():
+                        (dst / f.name).write_bytes(f.read_bytes())
+                print(f"target {t} seed {s}: running", flush=True)
+                write_json(path, one_run(cfg, t, s, base))
+    report(cfg, args.run_dir, args.out, targets, seeds)
+
+
+if __name__ == "__main__":
+    main()
