@@ -98,7 +98,7 @@ def report(cfg: RwkuBenchConfig, run_dir: Path, out: Path, targets: list[int], s
             pts = [r["rwku"][pick(r)] for r in runs]
             _, rep = curves.half_metrics(merge_targets(pts, targets), view)
             print(f"| {s} | {name} | {' / '.join(pick(r) for r in runs)} | "
-                  + " | ".join("-" if rep.get(k) is None else f"{rep[k] * 100:.2f}" for k in keys) + " |")
+                  + " | ".join("-" if rep.get(k) is None else f"{rep[k]:.2f}" for k in keys) + " |")
 
 
 def main() -> None:
