@@ -429,7 +429,7 @@ def _curves(run: _Run, show: bool, prior: curves.Prior) -> dict[str, Any]:
             Retrain.display_name: curves.reference_summary(_with_reference(run.ref, reference), view)}
     prior.check_references(refs)
     job = lambda m, s, only=None: curve_job(cfg, m, s, run.target_dir, run.forget, run.retain_side(m), run.sets, reference, run.store, only)  # noqa: E731
-    taken = {m: p for m in run.methods if (p := prior.take(m, job(m, 0).recipe)) is not None}
+    taken = {m: p for m in run.methods if (p := prior.take(m, common.recipe_key(curve_train_config(cfg, m, 0)))) is not None}
     done = common.run_jobs(run.store, [job(m, 0) for m in run.methods if m not in taken])
     methods: dict[str, dict[str, Any]] = {}
     for m in run.methods:
