@@ -4,7 +4,7 @@ usage: python bench/rwku_alpha_auto.py RUN_DIR --targets 111,106,31 --seeds 2 --
 
 RUN_DIR is a `ulmr bench rwku` curves run (its settings, Before stages and, where present, its D_fr generation
 caches are reused). For each target and seed this trains ULMR's p_f exactly as the bench does (same data, recipe
-and seed; the stage key is checked), then
+and seed; the run's stage key must match these settings), then
 
 - runs the `--alpha auto` sweep of `ulmr unlearn` (:func:`ulmr.sweep.sweep` over ``AUTO_ALPHAS`` on the run's
   held-out probe rewrites, the built-in anchor answered by the base model, the easy utility set) and takes
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -111,8 +113,8 @@ def main() -> None:
     args = ap.parse_args()
     settings = json.loads((args.run_dir / "results.json").read_text(encoding="utf-8"))["settings"]
     cfg = RwkuBenchConfig(**{**settings, "out": args.out})
-    ref = RwkuBenchConfig(**settings)
-    assert stage_key(cfg) == stage_key(ref), "settings differ from the run's"
+    if not (args.run_dir / "stages" / stage_key(cfg)).is_dir():
+        sys.exit(f"{args.run_dir}: no stages under the key of its own settings ({stage_key(cfg)}); not a curves run of this code")
     targets, seeds = [int(t) for t in args.targets.split(",")], [int(s) for s in args.seeds.split(",")]
     base = cached_model_dir(cfg.model)
     for s in seeds:
@@ -122,10 +124,7 @@ def main() -> None:
                 src = args.run_dir / "work" / (f"t{t}-ulmr-generation" + (f"-seed{s}" if s else ""))
                 dst = args.out / "work" / src.name
                 if src.exists() and not dst.exists():
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    (dst).mkdir()
-                    for f in src.iterdir():
-                        (dst / f.name).write_bytes(f.read_bytes())
+                    shutil.copytree(src, dst)
                 print(f"target {t} seed {s}: running", flush=True)
                 write_json(path, one_run(cfg, t, s, base))
     report(cfg, args.run_dir, args.out, targets, seeds)
