@@ -419,7 +419,8 @@ def _curves(cfg: RwkuBenchConfig, base: str, store: StageStore, t0: float, show:
     T = len(cfg.targets)
     before_timings: dict[str, Any] = {}
     befores = _befores(cfg, base, before_timings)
-    view, refs = selection_view(cfg, befores), before_reference(cfg, befores)
+    view = selection_view(cfg, befores)
+    refs = before_reference(cfg, befores, view)
     prior.check_references(refs)
     recipes = {m: common.recipe_key(_train_config(cfg, m, 0, cfg.max_steps or -1)) for m in cfg.methods}  # seed 0's
     taken = {m: p for m in cfg.methods if (p := prior.take(m, recipes[m])) is not None}
@@ -451,9 +452,11 @@ def selection_view(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]]) -> c
     return curves.View(targets_metrics(cfg.targets), is_forget_group, rwku_rule(b["neighbor.All"], b.get("Easy")))
 
 
-def before_reference(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The reference row: Before merged over targets, its report-half metrics and intervals."""
-    return {"Before": curves.reference_summary(merge_targets(befores, cfg.targets), selection_view(cfg, befores))}
+def before_reference(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]],
+                     view: curves.View | None = None) -> dict[str, dict[str, Any]]:
+    """The reference row: Before merged over targets, its report-half metrics and intervals (``view``: the
+    :func:`selection_view` of these Befores, computed when not given)."""
+    return {"Before": curves.reference_summary(merge_targets(befores, cfg.targets), view or selection_view(cfg, befores))}
 
 
 def write_curves(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]], methods: Mapping[str, dict[str, Any]],
@@ -463,7 +466,7 @@ def write_curves(cfg: RwkuBenchConfig, befores: Sequence[dict[str, Any]], method
     (``{"method", "curve", "selected", "training"}``, as :func:`_curves` builds them); ``refs`` as
     :func:`before_reference` gives them (computed when not given)."""
     view = selection_view(cfg, befores)
-    refs = refs or before_reference(cfg, befores)
+    refs = refs or before_reference(cfg, befores, view)
     rows = curves.curve_rows(refs, methods)
     notes = _notes(cfg, befores)
     notes[2:2] = [
