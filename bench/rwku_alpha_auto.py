@@ -13,17 +13,26 @@ and seed; the run's stage key must match these settings), then
 
 One JSON per (target, seed) in DIR (resumable: done pairs are skipped); then the report half of each α rule,
 merged over targets as the bench merges them, per seed, as a Markdown table on stdout.
+
+``--neighbourhood N`` (a candidate, not a default; use another DIR): ULMR's retain side also gets N questions "Tell me
+about E." with the base model's greedy answers, for the N entities its D_fr rows name most often besides the subject
+(entities named in at least half of the forget questions, and their parts). Built from the forget side only, no
+evaluation item is read; but these rows name what RWKU's neighbour probes name, which the bench's anchor filter
+forbids, so a table with them must say so (and give GradDiff and KL the same rows for a fair comparison).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
+from ulmr.anchor import _trim_to_sentence
 from ulmr.atomic import write_json
 from ulmr.benchmarks import common, curves
 from ulmr.benchmarks.common import StageStore
@@ -43,6 +52,8 @@ from ulmr.benchmarks.rwku_bench import (
 )
 from ulmr.config import BackendConfig, GenerateConfig
 from ulmr.data.records import QARecord
+from ulmr.generate.filters import capitalised_runs, repetitive
+from ulmr.inference import cached_answers
 from ulmr.merge import Interpolator
 from ulmr.methods.registry import method_class
 from ulmr.models import base_weights_dir, cached_model_dir, load
@@ -63,9 +74,36 @@ def probe_items(cfg: RwkuBenchConfig, target: int, base: str, work: Path, seed: 
     return [QARecord(p["question"], p["answer"]) for p in res.probes]
 
 
-def one_run(cfg: RwkuBenchConfig, target: int, seed: int, base: str) -> dict:
+def neighbourhood_entities(rows: list[dict], n: int) -> list[str]:
+    """The ``n`` entities (capitalised runs with a word of 3+ letters) D_fr's rows name most often, without the
+    subject: those named in at least half of the original forget questions, and runs made of their words."""
+    questions = list({r["question"]: None for r in rows if r.get("variant") == "original"})
+    in_questions = Counter(e for q in questions for e in set(capitalised_runs(q)))
+    subject = {e for e, c in in_questions.items() if c >= len(questions) / 2}
+    subject_words = {w.lower() for e in subject for w in e.split()}
+    texts = [str(r.get(k) or "") for r in rows for k in ("question", "answer", "original_answer")]
+    counts = Counter(e for t in texts for e in capitalised_runs(t)
+                     if re.search(r"[A-Za-z]{3}", e) and not {w.lower() for w in e.split()} <= subject_words)
+    return [e for e, _ in counts.most_common(n)]
+
+
+def neighbourhood_rows(base: str, rows: list[dict], n: int, work: Path) -> list[QARecord]:
+    """The base model's greedy answers to "Tell me about E." for :func:`neighbourhood_entities` (degenerate,
+    repetitive answers dropped)."""
+    model, tok = load(base)
+    questions = [f"Tell me about {e}." for e in neighbourhood_entities(rows, n)]
+    answers, _ = cached_answers(model, tok, questions, work / "neighbourhood.jsonl", batch_size=16,
+                                description="neighbourhood answers", post=_trim_to_sentence)
+    return [QARecord(q, a) for q, a in zip(questions, answers) if a and not repetitive(a)]
+
+
+def one_run(cfg: RwkuBenchConfig, target: int, seed: int, base: str, neighbourhood: int = 0) -> dict:
     t0 = time.time()
     forget, retain, info = method_data(cfg, "ulmr", target, base, cfg.out, seed)
+    if neighbourhood:
+        extra = neighbourhood_rows(base, forget, neighbourhood, cfg.out / "work" / f"t{target}-seed{seed}-neighbourhood")
+        retain = [*(retain or []), *extra]
+        info = {**info, "neighbourhood": [{"question": r.question, "answer": r.answer} for r in extra]}
     gen_work = cfg.out / "work" / (f"t{target}-ulmr-generation" + (f"-seed{seed}" if seed else ""))
     probes = probe_items(cfg, target, base, gen_work, seed)
     subject, _ = forget_texts(_folder(cfg.data, target), cfg.limit_train)
@@ -110,6 +148,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="2")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--neighbourhood", type=int, default=0, help="N neighbourhood questions on ULMR's retain side (module docstring)")
     args = ap.parse_args()
     settings = json.loads((args.run_dir / "results.json").read_text(encoding="utf-8"))["settings"]
     cfg = RwkuBenchConfig(**{**settings, "out": args.out})
@@ -126,7 +165,7 @@ def main() -> None:
                 if src.exists() and not dst.exists():
                     shutil.copytree(src, dst)
                 print(f"target {t} seed {s}: running", flush=True)
-                write_json(path, one_run(cfg, t, s, base))
+                write_json(path, one_run(cfg, t, s, base, args.neighbourhood))
     report(cfg, args.run_dir, args.out, targets, seeds)
 
 
