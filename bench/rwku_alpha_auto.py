@@ -131,6 +131,8 @@ def report(cfg: RwkuBenchConfig, run_dir: Path, out: Path, targets: list[int], s
     keys = ("forget.All", "neighbor.All", "Easy", "over_refusal")
     print(f"| seed | α rule | α per target | {' | '.join(keys)} (report half, mean over targets) |")
     print("|---|---|---|---|---|---|---|")
+    _, before = curves.half_metrics(merge_targets(befores, targets), view)
+    print("| - | Before | - | " + " | ".join("-" if before.get(k) is None else f"{before[k]:.2f}" for k in keys) + " |")
     for s in seeds:
         runs = [json.loads((out / f"t{t}-seed{s}.json").read_text()) for t in targets]
         for name, pick in (("fixed 0.4", lambda r: f"{FIXED:g}"), ("0.2", lambda r: "0.2"), ("0.3", lambda r: "0.3"),
