@@ -64,6 +64,16 @@ FIXED = 0.4  # the bench's selected α at seed 0 (docs/results/rwku.md)
 EXTRA = (0.2, 0.3)
 
 
+def generation_dir(work: Path, target: int, seed: int) -> Path:
+    """The folder of ULMR's generation cache for (target, seed), as :func:`method_data` names it under ``work``."""
+    return work / (f"t{target}-ulmr-generation" + (f"-seed{seed}" if seed else ""))
+
+
+def cells(row: dict, keys: tuple[str, ...]) -> str:
+    """A table row's metric cells."""
+    return " | ".join("-" if row.get(k) is None else f"{row[k]:.2f}" for k in keys)
+
+
 def probe_items(cfg: RwkuBenchConfig, target: int, base: str, work: Path, seed: int) -> list[QARecord]:
     """The held-out probe rewrites of the run's generation stage (the same cache method_data fills)."""
     model, tok = load(base)
@@ -104,8 +114,7 @@ def one_run(cfg: RwkuBenchConfig, target: int, seed: int, base: str, neighbourho
         extra = neighbourhood_rows(base, forget, neighbourhood, cfg.out / "work" / f"t{target}-seed{seed}-neighbourhood")
         retain = [*(retain or []), *extra]
         info = {**info, "neighbourhood": [{"question": r.question, "answer": r.answer} for r in extra]}
-    gen_work = cfg.out / "work" / (f"t{target}-ulmr-generation" + (f"-seed{seed}" if seed else ""))
-    probes = probe_items(cfg, target, base, gen_work, seed)
+    probes = probe_items(cfg, target, base, generation_dir(cfg.out / "work", target, seed), seed)
     subject, _ = forget_texts(_folder(cfg.data, target), cfg.limit_train)
     anchor = anchor_rows(cfg, target, base, subject)
     tcfg = _train_config(cfg, "ulmr", seed, cfg.max_steps or -1)
@@ -132,15 +141,14 @@ def report(cfg: RwkuBenchConfig, run_dir: Path, out: Path, targets: list[int], s
     print(f"| seed | α rule | α per target | {' | '.join(keys)} (report half, mean over targets) |")
     print("|---|---|---|---|---|---|---|")
     _, before = curves.half_metrics(merge_targets(befores, targets), view)
-    print("| - | Before | - | " + " | ".join("-" if before.get(k) is None else f"{before[k]:.2f}" for k in keys) + " |")
+    print(f"| - | Before | - | {cells(before, keys)} |")
     for s in seeds:
         runs = [json.loads((out / f"t{t}-seed{s}.json").read_text()) for t in targets]
         for name, pick in (("fixed 0.4", lambda r: f"{FIXED:g}"), ("0.2", lambda r: "0.2"), ("0.3", lambda r: "0.3"),
                            ("auto", lambda r: f"{r['auto_alpha']:g}")):
             pts = [r["rwku"][pick(r)] for r in runs]
             _, rep = curves.half_metrics(merge_targets(pts, targets), view)
-            print(f"| {s} | {name} | {' / '.join(pick(r) for r in runs)} | "
-                  + " | ".join("-" if rep.get(k) is None else f"{rep[k]:.2f}" for k in keys) + " |")
+            print(f"| {s} | {name} | {' / '.join(pick(r) for r in runs)} | {cells(rep, keys)} |")
 
 
 def main() -> None:
@@ -162,8 +170,7 @@ def main() -> None:
         for t in targets:
             path = args.out / f"t{t}-seed{s}.json"
             if not args.report_only and not path.exists():
-                src = args.run_dir / "work" / (f"t{t}-ulmr-generation" + (f"-seed{s}" if s else ""))
-                dst = args.out / "work" / src.name
+                src, dst = generation_dir(args.run_dir / "work", t, s), generation_dir(args.out / "work", t, s)
                 if src.exists() and not dst.exists():
                     shutil.copytree(src, dst)
                 print(f"target {t} seed {s}: running", flush=True)
