@@ -9,15 +9,18 @@ and seed; the run's stage key must match these settings), then
 - runs the `--alpha auto` sweep of `ulmr unlearn` (:func:`ulmr.sweep.sweep` over ``AUTO_ALPHAS`` on the run's
   held-out probe rewrites, the built-in anchor answered by the base model, the easy utility set) and takes
   :func:`ulmr.sweep.select_alpha`'s α: what the tool chooses without seeing any RWKU evaluation item;
-- evaluates RWKU (the bench's `evaluate`) at the bench's fixed α (0.4), at 0.2 and 0.3, and at the auto α.
+- evaluates RWKU (the bench's `evaluate`) at the bench's fixed α (0.4), at 0.2 and 0.3, and at the auto α
+  (``--skip-auto``: no sweep, the fixed α values only).
 
 One JSON per (target, seed) in DIR (resumable: done pairs are skipped); then the report half of each α rule,
 merged over targets as the bench merges them, per seed, as a Markdown table on stdout.
 
-``--neighbourhood N`` (a candidate, not a default; use another DIR): ULMR's retain side also gets N questions "Tell me
-about E." with the base model's greedy answers, for the N entities its D_fr rows name most often besides the subject
-(entities named in at least half of the forget questions, and their parts). Built from the forget side only, no
-evaluation item is read; but these rows name what RWKU's neighbour probes name, which the bench's anchor filter
+``--neighbourhood N`` (a candidate, not a default; use another DIR): ULMR's retain side also gets up to N questions
+"Tell me about E." with the first sentence of the base model's greedy answer, for the entities its D_fr rows name most
+often besides the subject (entities named in at least half of the forget questions, and their parts), one per family
+of runs, skipping answers that name the subject or repeat themselves (:func:`neighbourhood_rows`; code before this
+rule, dfb64c2, kept whole answers of the first N entities and judged repetition without the question, which left 3
+and 1 rows on targets 31 and 111). Built from the forget side only, no evaluation item is read; but these rows name what RWKU's neighbour probes name, which the bench's anchor filter
 forbids, so a table with them must say so (and give GradDiff and KL the same rows for a fair comparison).
 """
 
@@ -32,7 +35,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ulmr.anchor import _trim_to_sentence
 from ulmr.atomic import write_json
 from ulmr.benchmarks import common, curves
 from ulmr.benchmarks.common import StageStore
@@ -84,47 +86,82 @@ def probe_items(cfg: RwkuBenchConfig, target: int, base: str, work: Path, seed: 
     return [QARecord(p["question"], p["answer"]) for p in res.probes]
 
 
-def neighbourhood_entities(rows: list[dict], n: int) -> list[str]:
-    """The ``n`` entities (capitalised runs with a word of 3+ letters) D_fr's rows name most often, without the
-    subject: those named in at least half of the original forget questions, and runs made of their words."""
+def subject_words(rows: list[dict], subject: str) -> set[str]:
+    """Lower-cased words of the subject: its name's and those of the entities named in at least half of D_fr's
+    original forget questions."""
     questions = list({r["question"]: None for r in rows if r.get("variant") == "original"})
     in_questions = Counter(e for q in questions for e in set(capitalised_runs(q)))
-    subject = {e for e, c in in_questions.items() if c >= len(questions) / 2}
-    subject_words = {w.lower() for e in subject for w in e.split()}
+    named = [subject, *(e for e, c in in_questions.items() if c >= len(questions) / 2)]
+    return {w.lower().strip(".") for e in named for w in e.split()}
+
+
+def entity_words(entity: str) -> set[str]:
+    """Lower-cased words of 3+ letters of an entity."""
+    return {w.lower() for w in re.findall(r"[A-Za-z][\w'-]+", entity) if len(w) > 2}
+
+
+def neighbourhood_entities(rows: list[dict], subject: str, n: int) -> list[str]:
+    """The ``n`` entities (capitalised runs with a word of 3+ letters) D_fr's rows name most often, without the
+    subject's words, one per family: a run sharing a word of 3+ letters with a more frequent one is skipped
+    ("Lisa del Carm" after "Mona Lisa", "New Deal Act" after "New Deal")."""
+    taken = subject_words(rows, subject)
     texts = [str(r.get(k) or "") for r in rows for k in ("question", "answer", "original_answer")]
-    counts = Counter(e for t in texts for e in capitalised_runs(t)
-                     if re.search(r"[A-Za-z]{3}", e) and not {w.lower() for w in e.split()} <= subject_words)
-    return [e for e, _ in counts.most_common(n)]
+    counts = Counter(e for t in texts for e in capitalised_runs(t) if entity_words(e) and not entity_words(e) <= taken)
+    chosen: list[str] = []
+    for e, _ in counts.most_common():
+        if not entity_words(e) & taken:
+            chosen.append(e)
+            taken |= entity_words(e)
+        if len(chosen) == n:
+            break
+    return chosen
 
 
-def neighbourhood_rows(base: str, rows: list[dict], n: int, work: Path) -> list[QARecord]:
-    """The base model's greedy answers to "Tell me about E." for :func:`neighbourhood_entities` (degenerate,
-    repetitive answers dropped)."""
+def first_sentence(text: str) -> str:
+    """The first complete sentence of a generation (the whole text when none ends)."""
+    m = re.search(r"[.!?](\s|$)", text)
+    return text[: m.end()].strip() if m else text.strip()
+
+
+def keep_neighbourhood_answer(question: str, answer: str, subject: set[str]) -> bool:
+    """A usable retain row: an answer of 6+ words that neither names the subject (it would keep what is being
+    forgotten) nor repeats itself beyond what the question names."""
+    named = {w for e in capitalised_runs(answer) for w in entity_words(e)}
+    return len(answer.split()) >= 6 and not (named & subject) and not repetitive(answer, question)
+
+
+def neighbourhood_rows(base: str, rows: list[dict], subject: str, n: int, work: Path) -> list[QARecord]:
+    """Up to ``n`` retain rows: the base model's first sentence in answer to "Tell me about E." for the
+    candidates of :func:`neighbourhood_entities` (``3 n`` asked), in order, those
+    :func:`keep_neighbourhood_answer` keeps."""
     model, tok = load(base)
-    questions = [f"Tell me about {e}." for e in neighbourhood_entities(rows, n)]
+    questions = [f"Tell me about {e}." for e in neighbourhood_entities(rows, subject, 3 * n)]
     answers, _ = cached_answers(model, tok, questions, work / "neighbourhood.jsonl", batch_size=16,
-                                description="neighbourhood answers", post=_trim_to_sentence)
-    return [QARecord(q, a) for q, a in zip(questions, answers) if a and not repetitive(a)]
+                                description="neighbourhood answers", post=first_sentence)
+    words = subject_words(rows, subject)
+    kept = [QARecord(q, a) for q, a in zip(questions, answers) if keep_neighbourhood_answer(q, a, words)]
+    return kept[:n]
 
 
-def one_run(cfg: RwkuBenchConfig, target: int, seed: int, base: str, neighbourhood: int = 0) -> dict:
+def one_run(cfg: RwkuBenchConfig, target: int, seed: int, base: str, neighbourhood: int = 0, auto: bool = True) -> dict:
     t0 = time.time()
     forget, retain, info = method_data(cfg, "ulmr", target, base, cfg.out, seed)
+    subject, _ = forget_texts(_folder(cfg.data, target), cfg.limit_train)
     if neighbourhood:
-        extra = neighbourhood_rows(base, forget, neighbourhood, cfg.out / "work" / f"t{target}-seed{seed}-neighbourhood")
+        extra = neighbourhood_rows(base, forget, subject, neighbourhood,
+                                   cfg.out / "work" / f"t{target}-seed{seed}-neighbourhood")
         retain = [*(retain or []), *extra]
         info = {**info, "neighbourhood": [{"question": r.question, "answer": r.answer} for r in extra]}
-    probes = probe_items(cfg, target, base, generation_dir(cfg.out / "work", target, seed), seed)
-    subject, _ = forget_texts(_folder(cfg.data, target), cfg.limit_train)
+    probes = probe_items(cfg, target, base, generation_dir(cfg.out / "work", target, seed), seed) if auto else []
     anchor = anchor_rows(cfg, target, base, subject)
     tcfg = _train_config(cfg, "ulmr", seed, cfg.max_steps or -1)
     model, tok, res = common.train_model(base, forget, retain, tcfg, cfg.out / "work" / f"t{target}-seed{seed}-train")
     t_train = time.time()
-    points = sweep(model, tok, base_weights_dir(base), AUTO_ALPHAS, probes, anchor)
-    alpha, rule = select_alpha(points)
+    points = sweep(model, tok, base_weights_dir(base), AUTO_ALPHAS, probes, anchor) if auto else []
+    alpha, rule = select_alpha(points) if auto else (None, None)
     t_sweep = time.time()
     interp, evals = Interpolator(model, base_weights_dir(base)), {}
-    for a in sorted({FIXED, *EXTRA, alpha}):
+    for a in sorted({FIXED, *EXTRA} | ({alpha} if auto else set())):
         interp.set(a)
         evals[f"{a:g}"] = evaluate(model, tok, cfg, target)
     return {"target": target, "seed": seed, "auto_alpha": alpha, "rule": rule, "sweep": [p.as_dict() for p in points],
@@ -144,8 +181,10 @@ def report(cfg: RwkuBenchConfig, run_dir: Path, out: Path, targets: list[int], s
     print(f"| - | Before | - | {cells(before, keys)} |")
     for s in seeds:
         runs = [json.loads((out / f"t{t}-seed{s}.json").read_text()) for t in targets]
-        for name, pick in (("fixed 0.4", lambda r: f"{FIXED:g}"), ("0.2", lambda r: "0.2"), ("0.3", lambda r: "0.3"),
-                           ("auto", lambda r: f"{r['auto_alpha']:g}")):
+        rules = [("fixed 0.4", lambda r: f"{FIXED:g}"), ("0.2", lambda r: "0.2"), ("0.3", lambda r: "0.3")]
+        if all(r["auto_alpha"] is not None for r in runs):
+            rules.append(("auto", lambda r: f"{r['auto_alpha']:g}"))
+        for name, pick in rules:
             pts = [r["rwku"][pick(r)] for r in runs]
             _, rep = curves.half_metrics(merge_targets(pts, targets), view)
             print(f"| {s} | {name} | {' / '.join(pick(r) for r in runs)} | {cells(rep, keys)} |")
@@ -159,6 +198,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--neighbourhood", type=int, default=0, help="N neighbourhood questions on ULMR's retain side (module docstring)")
+    ap.add_argument("--skip-auto", action="store_true", help="no --alpha auto sweep: evaluate the fixed α values only")
     args = ap.parse_args()
     settings = json.loads((args.run_dir / "results.json").read_text(encoding="utf-8"))["settings"]
     cfg = RwkuBenchConfig(**{**settings, "out": args.out})
@@ -174,7 +214,7 @@ def main() -> None:
                 if src.exists() and not dst.exists():
                     shutil.copytree(src, dst)
                 print(f"target {t} seed {s}: running", flush=True)
-                write_json(path, one_run(cfg, t, s, base, args.neighbourhood))
+                write_json(path, one_run(cfg, t, s, base, args.neighbourhood, auto=not args.skip_auto))
     report(cfg, args.run_dir, args.out, targets, seeds)
 
 

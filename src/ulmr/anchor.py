@@ -45,7 +45,7 @@ def model_fingerprint(model_dir: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _trim_to_sentence(text: str) -> str:
+def trim_to_sentence(text: str) -> str:
     """Cut a length-limited generation back to its last complete sentence, so the anchor does not
     teach the model to stop mid-sentence."""
     m = list(re.finditer(r"[.!?](\s|$)", text))
@@ -62,7 +62,7 @@ def anchor_set(model, tokenizer, model_dir: str | Path, n: int | None = None, ma
     questions = anchor_questions()[: n or None]
     path = cache_dir() / "anchors" / f"{model_fingerprint(model_dir)}-t{max_new_tokens}.jsonl"
     answers, generated = cached_answers(model, tokenizer, questions, path, max_new_tokens=max_new_tokens,
-                                        batch_size=batch_size, description="anchor answers", post=_trim_to_sentence)
+                                        batch_size=batch_size, description="anchor answers", post=trim_to_sentence)
     if generated:
         log.info("retain anchor: generated the base model's answers to %d built-in questions (cache %s)", generated, path)
     else:
