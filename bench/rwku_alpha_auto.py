@@ -77,7 +77,8 @@ def cells(row: dict, keys: tuple[str, ...]) -> str:
 
 
 def probe_items(cfg: RwkuBenchConfig, target: int, base: str, work: Path, seed: int) -> list[QARecord]:
-    """The held-out probe rewrites of the run's generation stage (the same cache method_data fills)."""
+    """The held-out probe rewrites of the run's generation stage. :func:`method_data` returns D_fr's rows only, so
+    the stage is run again here: its answers and generations come from the cache method_data fills."""
     model, tok = load(base)
     records = reject_records(_folder(cfg.data, target), cfg.limit_train, model, tok, cfg.answer_tokens, cfg.eval_batch_size)
     gen = GenerateConfig(seed=seed, max_new_tokens=cfg.gen_max_new_tokens, gen_batch_size=cfg.eval_batch_size,
