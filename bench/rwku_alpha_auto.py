@@ -15,13 +15,15 @@ and seed; the run's stage key must match these settings), then
 One JSON per (target, seed) in DIR (resumable: done pairs are skipped); then the report half of each α rule,
 merged over targets as the bench merges them, per seed, as a Markdown table on stdout.
 
-``--neighbourhood N`` (a candidate, not a default; use another DIR): ULMR's retain side also gets up to N questions
-"Tell me about E." with the first sentence of the base model's greedy answer, for the entities its D_fr rows name most
-often besides the subject (entities named in at least half of the forget questions, and their parts), one per family
-of runs, skipping answers that name the subject or repeat themselves (:func:`neighbourhood_rows`; code before this
-rule, dfb64c2, kept whole answers of the first N entities and judged repetition without the question, which left 3
-and 1 rows on targets 31 and 111). Built from the forget side only, no evaluation item is read; but these rows name what RWKU's neighbour probes name, which the bench's anchor filter
-forbids, so a table with them must say so (and give GradDiff and KL the same rows for a fair comparison).
+``--neighbourhood N`` (a candidate, measured and dropped: docs/results/ulmr_ablation.md §14-15; use another DIR):
+ULMR's retain side also gets up to N questions "Tell me about E." with the first sentence of the base model's greedy
+answer, for the entities its D_fr rows name most often besides the subject (its name, and the entities named in at
+least half of the forget questions), one per family of runs, skipping answers that name the subject or repeat
+themselves (:func:`neighbourhood_rows`; the code before this rule, dfb64c2, kept whole answers of the first N
+entities and judged repetition without the question, which left 3 and 1 rows on targets 31 and 111). Built from the
+forget side only, no evaluation item is read; but these rows name what RWKU's neighbour probes name, which the
+bench's anchor filter forbids, so a table with them must say so (and give GradDiff and KL the same rows for a fair
+comparison).
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def neighbourhood_entities(rows: list[dict], subject: str, n: int) -> list[str]:
     ("Lisa del Carm" after "Mona Lisa", "New Deal Act" after "New Deal")."""
     taken = subject_words(rows, subject)
     texts = [str(r.get(k) or "") for r in rows for k in ("question", "answer", "original_answer")]
-    counts = Counter(e for t in texts for e in capitalised_runs(t) if entity_words(e) and not entity_words(e) <= taken)
+    counts = Counter(e for t in texts for e in capitalised_runs(t) if entity_words(e))
     chosen: list[str] = []
     for e, _ in counts.most_common():
         if not entity_words(e) & taken:
