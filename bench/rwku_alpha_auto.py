@@ -37,6 +37,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from ulmr.anchor import entity_words
 from ulmr.atomic import write_json
 from ulmr.benchmarks import common, curves
 from ulmr.benchmarks.common import StageStore
@@ -98,23 +99,23 @@ def subject_words(rows: list[dict], subject: str) -> set[str]:
     return {w.lower().strip(".") for e in named for w in e.split()}
 
 
-def entity_words(entity: str) -> set[str]:
-    """Lower-cased words of 3+ letters of an entity."""
+def run_words(entity: str) -> set[str]:
+    """Lower-cased words of 3+ letters of one capitalised run (its lower-case inner words included)."""
     return {w.lower() for w in re.findall(r"[A-Za-z][\w'-]+", entity) if len(w) > 2}
 
 
-def neighbourhood_entities(rows: list[dict], subject: str, n: int) -> list[str]:
+def neighbourhood_entities(rows: list[dict], subject: set[str], n: int) -> list[str]:
     """The ``n`` entities (capitalised runs with a word of 3+ letters) D_fr's rows name most often, without the
-    subject's words, one per family: a run sharing a word of 3+ letters with a more frequent one is skipped
-    ("Lisa del Carm" after "Mona Lisa", "New Deal Act" after "New Deal")."""
-    taken = subject_words(rows, subject)
+    ``subject`` words (:func:`subject_words`), one per family: a run sharing a word of 3+ letters with a more
+    frequent one is skipped ("Lisa del Carm" after "Mona Lisa", "New Deal Act" after "New Deal")."""
+    taken = set(subject)
     texts = [str(r.get(k) or "") for r in rows for k in ("question", "answer", "original_answer")]
-    counts = Counter(e for t in texts for e in capitalised_runs(t) if entity_words(e))
+    counts = Counter(e for t in texts for e in capitalised_runs(t) if run_words(e))
     chosen: list[str] = []
     for e, _ in counts.most_common():
-        if not entity_words(e) & taken:
+        if not run_words(e) & taken:
             chosen.append(e)
-            taken |= entity_words(e)
+            taken |= run_words(e)
         if len(chosen) == n:
             break
     return chosen
@@ -129,8 +130,7 @@ def first_sentence(text: str) -> str:
 def keep_neighbourhood_answer(question: str, answer: str, subject: set[str]) -> bool:
     """A usable retain row: an answer of 6+ words that neither names the subject (it would keep what is being
     forgotten) nor repeats itself beyond what the question names."""
-    named = {w for e in capitalised_runs(answer) for w in entity_words(e)}
-    return len(answer.split()) >= 6 and not (named & subject) and not repetitive(answer, question)
+    return len(answer.split()) >= 6 and not (entity_words(answer) & subject) and not repetitive(answer, question)
 
 
 def neighbourhood_rows(base: str, rows: list[dict], subject: str, n: int, work: Path) -> list[QARecord]:
@@ -138,10 +138,10 @@ def neighbourhood_rows(base: str, rows: list[dict], subject: str, n: int, work: 
     candidates of :func:`neighbourhood_entities` (``3 n`` asked), in order, those
     :func:`keep_neighbourhood_answer` keeps."""
     model, tok = load(base)
-    questions = [f"Tell me about {e}." for e in neighbourhood_entities(rows, subject, 3 * n)]
+    words = subject_words(rows, subject)
+    questions = [f"Tell me about {e}." for e in neighbourhood_entities(rows, words, 3 * n)]
     answers, _ = cached_answers(model, tok, questions, work / "neighbourhood.jsonl", batch_size=16,
                                 description="neighbourhood answers", post=first_sentence)
-    words = subject_words(rows, subject)
     kept = [QARecord(q, a) for q, a in zip(questions, answers) if keep_neighbourhood_answer(q, a, words)]
     return kept[:n]
 

@@ -30,12 +30,13 @@ def _rows() -> list[dict]:
 
 
 def test_entities_skip_the_subject_and_keep_one_per_family(ablation):
-    entities = ablation["neighbourhood_entities"](_rows(), "Ada Quill", 10)
+    subject = ablation["subject_words"](_rows(), "Ada Quill")
+    entities = ablation["neighbourhood_entities"](_rows(), subject, 10)
     assert entities[0] == "Mona Lisa"  # named most often
     assert "Paris" in entities and "Louvre Museum" in entities
     # the subject's name, a run sharing its words, and runs sharing a word with a more frequent one are left out
     assert not {"Ada Quill", "Quill Medal", "Lisa Brandt", "Mona Lisa Gallery"} & set(entities)
-    assert ablation["neighbourhood_entities"](_rows(), "Ada Quill", 1) == ["Mona Lisa"]
+    assert ablation["neighbourhood_entities"](_rows(), subject, 1) == ["Mona Lisa"]
 
 
 def test_subject_words_take_the_name_and_entities_of_most_forget_questions(ablation):

@@ -67,7 +67,7 @@ def test_rwku_bench_outputs_before_row_and_resume(tiny, tiny_model_dir, rwku_dir
 def test_rwku_anchor_beside_the_retain_side_names_nothing_the_probes_name(tiny_model_dir, rwku_dir, tmp_path, monkeypatch):
     """--anchor all: GradDiff's retain side gains the anchor minus questions naming the subject or the probes' names;
     the default gives it to ULMR's recipe only."""
-    from ulmr.anchor import _entity_words
+    from ulmr.anchor import entity_words
     from ulmr.benchmarks import rwku_bench
     from ulmr.data.rwku import CORE_PARTS, load_rwku
 
@@ -77,9 +77,9 @@ def test_rwku_anchor_beside_the_retain_side_names_nothing_the_probes_name(tiny_m
     _, with_anchor, _ = rwku_bench.method_data(cfg.model_copy(update={"anchor": "all"}), "graddiff", 111, str(tiny_model_dir), tmp_path / "out")
     assert with_anchor[: len(plain)] == plain and len(with_anchor) > len(plain)
     probes = load_rwku(str(rwku_dir), 111, tuple(p for p in CORE_PARTS if "level" in p))
-    names = {w for rows in probes.parts.values() for r in rows for w in _entity_words(f"{r['query']} {r['answer']}")}
-    names |= _entity_words(probes.subject)
-    assert not any(_entity_words(r.question) & names for r in with_anchor[len(plain):])
+    names = {w for rows in probes.parts.values() for r in rows for w in entity_words(f"{r['query']} {r['answer']}")}
+    names |= entity_words(probes.subject)
+    assert not any(entity_words(r.question) & names for r in with_anchor[len(plain):])
     keys = {a: rwku_bench.stage_key(cfg.model_copy(update={"anchor": a})) for a in ("method", "none", "all")}
     assert len(set(keys.values())) == 3
 

@@ -221,7 +221,7 @@ def test_paper_recipe_is_its_own_row_with_the_papers_filters(tiny_model_dir, tin
 def test_bench_anchor_adds_decontaminated_anchor_rows_to_the_retain_side(tiny_model_dir, tiny_tofu, tmp_path, monkeypatch):
     """--anchor all: methods with a retain set get the training retain rows plus anchor questions that name
     nothing the forget or evaluation sets name; the table says so; each --anchor value has its own stage key."""
-    from ulmr.anchor import _entity_words
+    from ulmr.anchor import entity_words
     from ulmr.benchmarks import tofu_bench
     from ulmr.data.tofu import load_tofu
 
@@ -235,9 +235,9 @@ def test_bench_anchor_adds_decontaminated_anchor_rows_to_the_retain_side(tiny_mo
     forget, retain = tofu_bench.training_sets(cfg)
     anchor = seen["graddiff"][len(retain):]
     assert seen["graddiff"][: len(retain)] == retain and anchor
-    names = {w for items in load_tofu(str(tiny_tofu), "forget01").values() for i in items for w in _entity_words(f"{i.question} {i.answer}")}
-    names |= {w for r in forget for w in _entity_words(f"{r.question} {r.answer}")}
-    assert not any(_entity_words(r.question) & names for r in anchor)
+    names = {w for items in load_tofu(str(tiny_tofu), "forget01").values() for i in items for w in entity_words(f"{i.question} {i.answer}")}
+    names |= {w for r in forget for w in entity_words(f"{r.question} {r.answer}")}
+    assert not any(entity_words(r.question) & names for r in anchor)
     assert f"{len(anchor)} built-in anchor questions" in (tmp_path / "run" / "results.md").read_text()
     assert res["settings"]["anchor"] == "all" and seen["ga"] == retain  # GA takes no retain set: nothing added
     t, r = Path("t"), Path("r")

@@ -45,7 +45,7 @@ def model_fingerprint(model_dir: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def trim_to_sentence(text: str) -> str:
+def _trim_to_sentence(text: str) -> str:
     """Cut a length-limited generation back to its last complete sentence, so the anchor does not
     teach the model to stop mid-sentence."""
     m = list(re.finditer(r"[.!?](\s|$)", text))
@@ -62,7 +62,7 @@ def anchor_set(model, tokenizer, model_dir: str | Path, n: int | None = None, ma
     questions = anchor_questions()[: n or None]
     path = cache_dir() / "anchors" / f"{model_fingerprint(model_dir)}-t{max_new_tokens}.jsonl"
     answers, generated = cached_answers(model, tokenizer, questions, path, max_new_tokens=max_new_tokens,
-                                        batch_size=batch_size, description="anchor answers", post=trim_to_sentence)
+                                        batch_size=batch_size, description="anchor answers", post=_trim_to_sentence)
     if generated:
         log.info("retain anchor: generated the base model's answers to %d built-in questions (cache %s)", generated, path)
     else:
@@ -70,7 +70,7 @@ def anchor_set(model, tokenizer, model_dir: str | Path, n: int | None = None, ma
     return [QARecord(q, a) for q, a in zip(questions, answers) if a]
 
 
-def _entity_words(text: str) -> set[str]:
+def entity_words(text: str) -> set[str]:
     """Lower-cased words (3+ letters) of the capitalised runs of ``text``: the names it mentions."""
     return {w.lower() for run in capitalised_runs(text) for w in run.split() if len(w) > 2}
 
@@ -78,8 +78,8 @@ def _entity_words(text: str) -> set[str]:
 def without_shared_entities(records: Sequence[QARecord], texts: Iterable[str]) -> list[QARecord]:
     """``records`` minus those whose question names something ``texts`` name (a shared word of their capitalised
     runs): an anchor must neither keep what is being forgotten nor train on the questions of an evaluation."""
-    taken = {w for t in texts for w in _entity_words(t)}
-    kept = [r for r in records if not (_entity_words(r.question) & taken)]
+    taken = {w for t in texts for w in entity_words(t)}
+    kept = [r for r in records if not (entity_words(r.question) & taken)]
     if len(kept) < len(records):
         log.info("retain anchor: %d of %d questions dropped for naming what the forget or evaluation sets name",
                  len(records) - len(kept), len(records))
